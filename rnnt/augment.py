@@ -1,0 +1,48 @@
+"""Training-time augmentation in numpy, driven by an explicit generator (reproducible)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnt.config import AugmentConfig, FeatureConfig
+
+INT16_SCALE = 32768.0  # dither amplitudes are given on the int16 sample scale
+
+
+def augment_samples(samples: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Random gain, white noise at a random SNR, and dither."""
+    out = samples.astype(np.float32)
+    if config.gain_db > 0:
+        out = out * np.float32(10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20))
+    if config.noise_prob > 0 and rng.random() < config.noise_prob:
+        snr_db = rng.uniform(config.noise_snr_db, config.noise_snr_db + 20.0)
+        power = float(np.mean(out**2)) + 1e-10
+        out = out + rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), out.shape).astype(np.float32)
+    if config.dither > 0:
+        out = out + rng.normal(0.0, config.dither / INT16_SCALE, out.shape).astype(np.float32)
+    return out
+
+
+def augment_features(
+    features: np.ndarray, config: AugmentConfig, feature_config: FeatureConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """SpecAugment (Park et al. 2019) on stacked frames (T, D): time and frequency masks.
+
+    A frequency mask blanks the same mel bins in every stacked sub-frame; masked values are
+    set to the utterance mean, which LayerNorm input normalisation treats as neutral.
+    """
+    out = features.copy()
+    fill = float(out.mean()) if out.size else 0.0
+    frames = len(out)
+    widest = min(config.time_mask_frames, int(config.time_mask_max_ratio * frames))
+    for _ in range(config.time_masks if widest > 0 else 0):
+        width = int(rng.integers(0, widest + 1))
+        start = int(rng.integers(0, frames - width + 1))
+        out[start : start + width] = fill
+    bins = feature_config.num_mel_bins
+    view = out.reshape(frames, feature_config.stack_frames, bins)
+    for _ in range(config.freq_masks):
+        width = int(rng.integers(0, min(config.freq_mask_bins, bins) + 1))
+        start = int(rng.integers(0, bins - width + 1))
+        view[:, :, start : start + width] = fill
+    return out

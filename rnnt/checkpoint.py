@@ -1,0 +1,114 @@
+"""Self-describing checkpoints: configs + tokenizer + weights (+ training state).
+
+Evaluation, export and streaming rebuild everything from a checkpoint alone.
+Files are written atomically (temporary file, fsync, rename), so a kill never leaves a
+truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, from_dict
+from rnnt.model import Transducer
+from rnnt.tokenizer import Tokenizer
+
+FORMAT = "rnnt-checkpoint-1"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message says why."""
+
+
+@dataclass
+class ModelBundle:
+    """Everything inference needs, rebuilt from one checkpoint."""
+
+    model: Transducer
+    features: FeatureConfig
+    tokenizer: Tokenizer
+    decode: DecodeConfig
+    configs: dict[str, dict[str, Any]]  # every config the run used, as dicts
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file beside `path`, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_checkpoint(
+    model: Transducer, tokenizer: Tokenizer, configs: dict[str, Any], **training: Any
+) -> dict[str, Any]:
+    """The checkpoint dict; `configs` maps names to config dataclasses."""
+    return {
+        "format": FORMAT,
+        "configs": {name: dataclasses.asdict(cfg) for name, cfg in configs.items()},
+        "tokenizer": tokenizer.model_proto,
+        "model": model.state_dict(),
+        **training,
+    }
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__})") from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an rnnt checkpoint (format {FORMAT} expected)")
+    return checkpoint
+
+
+def bundle_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> ModelBundle:
+    configs = checkpoint["configs"]
+    model = Transducer(from_dict(ModelConfig, configs["model"]))
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{source}: weights do not match its model config ({error})") from error
+    return ModelBundle(
+        model=model.eval(),
+        features=from_dict(FeatureConfig, configs["feature"]),
+        tokenizer=Tokenizer(checkpoint["tokenizer"]),
+        decode=from_dict(DecodeConfig, configs.get("decode", {})),
+        configs=configs,
+    )
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    """Model, features, tokenizer and decode settings from a checkpoint file."""
+    return bundle_from_checkpoint(read_checkpoint(path), str(path))
+
+
+def step_checkpoints(directory: str | Path) -> list[Path]:
+    """`<step>.pt` files in `directory`, oldest step first."""
+    return sorted(
+        (p for p in Path(directory).glob("*.pt") if p.stem.isdigit()),
+        key=lambda p: int(p.stem),
+    )
+
+
+def prune_checkpoints(directory: str | Path, keep: int) -> None:
+    for old in step_checkpoints(directory)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)

@@ -1,0 +1,174 @@
+"""Frozen, typed configuration, one dataclass per component.
+
+Every field carries its unit in `help`; `rnnt/flags.py` turns each field into an absl flag
+of the same name, so a flagfile line `--encoder_hidden=256` sets `ModelConfig.encoder_hidden`.
+Field names are therefore unique across all configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+BLANK_ID = 0  # The transducer blank; also the predictor's start-of-sequence input.
+UNK_ID = 1  # The tokenizer's unknown piece.
+
+
+def _f(default: Any, help: str) -> Any:
+    """A dataclass field with a help text (the absl flag's help)."""
+    return field(default=default, metadata={"help": help})
+
+
+def _derived(default: Any, help: str) -> Any:
+    """A field set from other components (tokenizer, features), not by a flag."""
+    return field(default=default, metadata={"help": help, "flag": False})
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Audio -> stacked log-mel frames. Defaults are the reference's features."""
+
+    sample_rate: int = _f(16000, "audio sample rate the model expects, Hz")
+    feature_kind: str = _f("logmel", "logmel (reference: Hann, natural log) or kaldi_fbank")
+    num_mel_bins: int = _f(80, "mel filterbank channels")
+    n_fft: int = _f(512, "FFT size, samples")
+    win_length: int = _f(400, "analysis window, samples")
+    hop_length: int = _f(160, "frame shift, samples")
+    preemphasis: float = _f(0.97, "pre-emphasis coefficient, applied within each frame")
+    stack_frames: int = _f(3, "consecutive frames concatenated into one model frame")
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of one stacked model frame (D)."""
+        return self.num_mel_bins * self.stack_frames
+
+    @property
+    def frame_ms(self) -> float:
+        """Duration of one stacked model frame, ms."""
+        return 1000.0 * self.hop_length * self.stack_frames / self.sample_rate
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Sentencepiece model trained on the training transcripts."""
+
+    tokenizer_kind: str = _f("bpe", "bpe or char (sentencepiece model types)")
+    vocab_size: int = _f(256, "pieces including <blk> and <unk> (ignored for char)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the encoder, predictor and joint network."""
+
+    vocab_size: int = _derived(256, "output classes including blank (set from the tokenizer)")
+    input_dim: int = _derived(240, "model frame width (set from the features)")
+    input_norm: str = _f("layernorm", "per-frame layernorm (reference) or global mean/std")
+    encoder_layers: int = _f(4, "stacked unidirectional LSTM layers")
+    encoder_hidden: int = _f(256, "encoder LSTM width")
+    encoder_output: int = _f(256, "encoder Linear projection width")
+    encoder_dropout: float = _f(0.0, "dropout between encoder layers (training only)")
+    time_reduction: int = _f(2, "frames averaged by the time reduction (1 disables it)")
+    reduction_after: int = _f(2, "encoder layer after which time is reduced")
+    predictor_embed: int = _f(256, "predictor token embedding width")
+    predictor_layers: int = _f(1, "predictor LSTM layers")
+    predictor_hidden: int = _f(256, "predictor LSTM width")
+    predictor_output: int = _f(256, "predictor Linear projection width")
+    predictor_dropout: float = _f(0.0, "dropout on predictor embeddings and outputs")
+    joint_dim: int = _f(256, "joint network hidden width")
+    ctc_head: bool = _f(False, "add a CTC head on the encoder (auxiliary loss)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where utterances come from and which are kept."""
+
+    train_manifests: str = _f("", "comma list of PATH[:WEIGHT]: JSONL manifests or LibriSpeech dirs")
+    dev_manifest: str = _f("", "JSONL manifest or LibriSpeech dir for dev evaluation")
+    test_manifest: str = _f("", "JSONL manifest or LibriSpeech dir for --mode=eval")
+    max_duration: float = _f(14.0, "longest training utterance kept, seconds")
+    min_duration: float = _f(0.3, "shortest training utterance kept, seconds")
+    dev_max_utterances: int = _f(0, "evaluate on the first N dev utterances (0: all)")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation (never applied in evaluation)."""
+
+    time_masks: int = _f(2, "SpecAugment time masks per utterance")
+    time_mask_frames: int = _f(50, "widest time mask, model frames")
+    time_mask_max_ratio: float = _f(0.2, "time masks cover at most this fraction per mask")
+    freq_masks: int = _f(1, "SpecAugment frequency masks per utterance")
+    freq_mask_bins: int = _f(27, "widest frequency mask, mel bins")
+    noise_prob: float = _f(0.0, "probability of adding white noise to an utterance")
+    noise_snr_db: float = _f(20.0, "lowest signal-to-noise ratio of that noise, dB")
+    gain_db: float = _f(0.0, "random gain in [-gain_db, +gain_db], dB")
+    dither: float = _f(0.0, "dither amplitude added to samples (int16 scale)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe and run bookkeeping."""
+
+    name: str = _f("run", "run name: outputs go to <logs_root>/<name>/")
+    logs_root: str = _f("logs", "root of run directories")
+    seed: int = _f(1234, "seed for weights, data order and augmentation")
+    max_steps: int = _f(10000, "optimizer steps to train")
+    max_minutes: float = _f(0.0, "stop (with a checkpoint) after this wall time, minutes; 0: no limit")
+    batch_seconds: float = _f(120.0, "audio per optimizer step across all ranks, seconds")
+    micro_batch_seconds: float = _f(0.0, "audio per forward pass, seconds (0: whole batch)")
+    joint_sub_batch: int = _f(0, "utterances per joint+loss pass, caps BxTxUxV memory (0: all)")
+    optimizer: str = _f("adam", "adam, adamw or sgd")
+    lr: float = _f(1e-3, "peak learning rate")
+    weight_decay: float = _f(0.0, "weight decay")
+    momentum: float = _f(0.9, "SGD momentum")
+    warmup_steps: int = _f(500, "linear warmup, steps")
+    scheduler: str = _f("plateau", "after warmup: plateau, cosine, onecycle or constant")
+    plateau_factor: float = _f(0.7, "plateau: lr multiplier on a plateau of dev WER")
+    plateau_patience: int = _f(2, "plateau: evaluations without improvement before decay")
+    min_lr: float = _f(1e-5, "floor of every schedule")
+    grad_clip: float = _f(5.0, "clip the global gradient norm to this (0: off)")
+    amp: str = _f("none", "mixed precision: none, bf16 or fp16")
+    loss_normalization: str = _f("utterance", "divide the summed loss by utterances or tokens")
+    ctc_weight: float = _f(0.0, "weight of the auxiliary CTC loss (needs --ctc_head)")
+    eval_every: int = _f(500, "dev evaluation every N steps")
+    checkpoint_every: int = _f(500, "checkpoint every N steps")
+    keep_checkpoints: int = _f(3, "step checkpoints kept (oldest deleted)")
+    log_every: int = _f(10, "tensorboard scalars every N steps")
+    num_workers: int = _f(0, "data loader worker processes")
+    num_threads: int = _f(0, "torch intra-op threads (0: torch default)")
+    progress: bool = _f(True, "show a progress bar")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Search settings shared by evaluation and streaming."""
+
+    beam_size: int = _f(1, "1: greedy search; >1: modified beam search width")
+    max_symbols_per_frame: int = _f(4, "most tokens emitted on one encoder frame")
+    suppress_unk: bool = _f(True, "never emit <unk>")
+
+
+C = TypeVar("C")
+
+
+def replace(config: C, **changes: Any) -> C:
+    """A copy of a frozen config with some fields changed."""
+    return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+
+
+def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    """Build a config from a dict, ignoring keys it does not know (older checkpoints)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+ALL_CONFIGS: tuple[type, ...] = (
+    FeatureConfig,
+    TokenizerConfig,
+    ModelConfig,
+    DataConfig,
+    AugmentConfig,
+    TrainConfig,
+    DecodeConfig,
+)

@@ -1,0 +1,77 @@
+"""Corpus evaluation: audio -> features -> search over any runtime -> WER/CER."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnt.audio import AudioError, load_audio
+from rnnt.config import DecodeConfig, FeatureConfig
+from rnnt.data import Utterance
+from rnnt.decoding import Runtime, decode_features
+from rnnt.features import compute_features
+from rnnt.scoring import ErrorRates, error_rates
+from rnnt.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    id: str
+    reference: str
+    hypothesis: str
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    rates: ErrorRates
+    transcripts: list[Transcript]
+
+
+def transcribe_features(
+    runtime: Runtime, tokenizer: Tokenizer, features: Sequence[np.ndarray], config: DecodeConfig
+) -> list[str]:
+    """Texts for whole utterances' features (each (T, D)); empty inputs give ''."""
+    usable = [i for i, f in enumerate(features) if len(f) >= runtime.time_reduction]
+    texts = [""] * len(features)
+    if usable:
+        hyps = decode_features(runtime, [features[i] for i in usable], config)
+        for i, hyp in zip(usable, hyps, strict=True):
+            texts[i] = tokenizer.decode(hyp.tokens)
+    return texts
+
+
+def evaluate(
+    runtime: Runtime,
+    feature_config: FeatureConfig,
+    tokenizer: Tokenizer,
+    utterances: Sequence[Utterance],
+    decode_config: DecodeConfig,
+    batch_size: int = 32,
+) -> EvalResult:
+    """Decode `utterances` in duration-sorted batches and score them at corpus level.
+
+    An unreadable file is logged and scored as an empty hypothesis (all deletions).
+    """
+    ordered = sorted(utterances, key=lambda u: u.duration)
+    transcripts = []
+    for start in range(0, len(ordered), batch_size):
+        batch = ordered[start : start + batch_size]
+        features = [_features(u, feature_config) for u in batch]
+        texts = transcribe_features(runtime, tokenizer, features, decode_config)
+        transcripts += [Transcript(u.id, u.text, t) for u, t in zip(batch, texts, strict=True)]
+    rates = error_rates([t.reference for t in transcripts], [t.hypothesis for t in transcripts])
+    return EvalResult(rates, transcripts)
+
+
+def _features(utterance: Utterance, config: FeatureConfig) -> np.ndarray:
+    try:
+        samples = load_audio(utterance.audio, config.sample_rate, utterance.offset, utterance.duration)
+    except AudioError as error:
+        log.warning("scored as empty: %s", error)
+        return np.zeros((0, config.feature_dim), dtype=np.float32)
+    return compute_features(samples, config)

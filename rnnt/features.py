@@ -1,0 +1,129 @@
+"""Audio samples -> stacked log-mel frames, offline and streaming, in numpy.
+
+One implementation serves training, evaluation and streaming. It is numpy rather than
+torch because the ONNX Runtime and OpenVINO streaming backends deploy without torch.
+
+Framing follows Kaldi's `snip_edges`: frame k covers samples [k*hop, k*hop + win) and
+exists only when all of them do, and pre-emphasis works inside each frame. A frame
+therefore depends on its own samples alone, which is what lets `StreamingFeatures`
+reproduce the offline features exactly, frame for frame, whatever the chunking.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from rnnt.config import FeatureConfig
+
+LOG_FLOOR = float(np.finfo(np.float32).eps)  # Kaldi's floor before the log.
+KALDI_LOW_FREQ_HZ = 20.0  # Kaldi's default lowest mel edge.
+POVEY_EXPONENT = 0.85  # Kaldi's "povey" window is a Hann window to this power.
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    return 1127.0 * np.log1p(hz / 700.0)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return 700.0 * np.expm1(mel / 1127.0)
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filterbank(config: FeatureConfig) -> np.ndarray:
+    """Triangular mel filters, shape (n_fft // 2 + 1, num_mel_bins).
+
+    `logmel` draws the triangles in Hz between HTK mel points (torchaudio's
+    `melscale_fbanks`); `kaldi_fbank` draws them on the mel axis from 20 Hz (Kaldi's).
+    """
+    kaldi = config.feature_kind == "kaldi_fbank"
+    low = KALDI_LOW_FREQ_HZ if kaldi else 0.0
+    edges = np.linspace(
+        _hz_to_mel(np.array(low)), _hz_to_mel(np.array(config.sample_rate / 2)), config.num_mel_bins + 2
+    )
+    bin_hz = np.linspace(0.0, config.sample_rate / 2, config.n_fft // 2 + 1)
+    axis = _hz_to_mel(bin_hz) if kaldi else bin_hz
+    points = edges if kaldi else _mel_to_hz(edges)
+    left, center, right = points[:-2], points[1:-1], points[2:]
+    rising = (axis[:, None] - left) / (center - left)
+    falling = (right - axis[:, None]) / (right - center)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def analysis_window(config: FeatureConfig) -> np.ndarray:
+    """The (win_length,) window: periodic Hann, or Kaldi's symmetric povey window."""
+    n = np.arange(config.win_length)
+    if config.feature_kind == "kaldi_fbank":
+        hann = 0.5 - 0.5 * np.cos(2 * np.pi * n / (config.win_length - 1))
+        return (hann**POVEY_EXPONENT).astype(np.float32)
+    return (0.5 - 0.5 * np.cos(2 * np.pi * n / config.win_length)).astype(np.float32)
+
+
+def num_frames(num_samples: int, config: FeatureConfig) -> int:
+    """Unstacked frames in `num_samples` samples (snip-edges framing)."""
+    if num_samples < config.win_length:
+        return 0
+    return 1 + (num_samples - config.win_length) // config.hop_length
+
+
+def frame_features(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Raw frames (N, win_length) -> log-mel frames (N, num_mel_bins), float32.
+
+    Every output row depends only on its input row.
+    """
+    frames = frames.astype(np.float64)
+    if config.feature_kind == "kaldi_fbank":
+        frames = frames - frames.mean(axis=1, keepdims=True)
+    previous = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
+    frames = (frames - config.preemphasis * previous) * analysis_window(config)
+    power = np.abs(np.fft.rfft(frames, n=config.n_fft, axis=1)) ** 2
+    # Row by row, so that a frame's value cannot depend on how many frames share the call
+    # (BLAS may change its summation order with the matrix shape).
+    mel = np.stack([row @ mel_filterbank(config) for row in power]) if len(power) else power[:, :0]
+    return np.log(np.maximum(mel, LOG_FLOOR)).astype(np.float32).reshape(-1, config.num_mel_bins)
+
+
+def stack(features: np.ndarray, stack_frames: int) -> np.ndarray:
+    """(N, F) -> (N // stack_frames, F * stack_frames); a trailing remainder is dropped."""
+    usable = len(features) - len(features) % stack_frames
+    return features[:usable].reshape(usable // stack_frames, -1)
+
+
+def compute_features(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Mono samples (S,) in [-1, 1] at `config.sample_rate` -> model frames (T, D)."""
+    if samples.ndim != 1:
+        raise ValueError(f"expected mono samples of shape (S,), got {samples.shape}")
+    unstacked = compute_unstacked(samples, num_frames(len(samples), config), config)
+    return stack(unstacked, config.stack_frames)
+
+
+class StreamingFeatures:
+    """Incremental `compute_features`: feed samples in any chunks, get the same frames.
+
+    Carries the samples of the frame not yet complete and the frames not yet stacked.
+    """
+
+    def __init__(self, config: FeatureConfig):
+        self.config = config
+        self._samples = np.zeros(0, dtype=np.float32)
+        self._pending = np.zeros((0, config.num_mel_bins), dtype=np.float32)
+
+    def accept(self, samples: np.ndarray) -> np.ndarray:
+        """Append mono samples (S,); return the model frames (T, D) they completed."""
+        buffered = np.concatenate([self._samples, samples.astype(np.float32)])
+        count = num_frames(len(buffered), self.config)
+        new = compute_unstacked(buffered, count, self.config)
+        self._samples = buffered[count * self.config.hop_length :]
+        pending = np.concatenate([self._pending, new])
+        ready = stack(pending, self.config.stack_frames)
+        self._pending = pending[len(ready) * self.config.stack_frames :]
+        return ready
+
+
+def compute_unstacked(samples: np.ndarray, count: int, config: FeatureConfig) -> np.ndarray:
+    """The first `count` unstacked log-mel frames (count, F) of `samples`."""
+    starts = np.arange(count)[:, None] * config.hop_length
+    frames = samples[starts + np.arange(config.win_length)] if count else np.zeros((0, config.win_length))
+    return frame_features(frames, config)

@@ -1,0 +1,85 @@
+"""Every absl flag of the toolkit, defined once, and the builders that turn them into configs.
+
+Each config dataclass field becomes a flag of the same name, type and default, with the
+field's help text; flagfiles set them (`--flagfile=flagfiles/E4D1.txt`) and may include
+other flagfiles. Scripts import this module and call `run_config_from_flags()` etc.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from absl import flags
+
+from rnnt.config import (
+    ALL_CONFIGS,
+    AugmentConfig,
+    DataConfig,
+    DecodeConfig,
+    FeatureConfig,
+    ModelConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
+
+FLAGS = flags.FLAGS
+C = TypeVar("C")
+
+_DEFINERS: dict[type, Callable[..., Any]] = {
+    bool: flags.DEFINE_bool,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    str: flags.DEFINE_string,
+}
+_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def _define_config_flags(cls: type) -> dict[str, flags.FlagHolder[Any]]:
+    holders = {}
+    for field in dataclasses.fields(cls):
+        if not field.metadata.get("flag", True):
+            continue
+        kind = _TYPES[field.type] if isinstance(field.type, str) else field.type
+        holders[field.name] = _DEFINERS[kind](field.name, field.default, field.metadata["help"])
+    return holders
+
+
+CONFIG_FLAGS: dict[type, dict[str, flags.FlagHolder[Any]]] = {
+    cls: _define_config_flags(cls) for cls in ALL_CONFIGS
+}
+
+
+def config_from_flags(cls: type[C]) -> C:
+    """The config `cls` with every field taken from its flag."""
+    return cls(**{name: holder.value for name, holder in CONFIG_FLAGS[cls].items()})
+
+
+def run_config_from_flags() -> Any:
+    """A `rnnt.training.RunConfig` from the flags (imported lazily: it needs torch)."""
+    from rnnt.training import RunConfig
+
+    return RunConfig(
+        feature=config_from_flags(FeatureConfig),
+        tokenizer=config_from_flags(TokenizerConfig),
+        model=config_from_flags(ModelConfig),
+        data=config_from_flags(DataConfig),
+        augment=config_from_flags(AugmentConfig),
+        train=config_from_flags(TrainConfig),
+        decode=config_from_flags(DecodeConfig),
+    )
+
+
+def decode_config_from_flags() -> DecodeConfig:
+    return config_from_flags(DecodeConfig)
+
+
+def write_flagfile(path: str | Path) -> None:
+    """The resolved flags (every toolkit flag, explicit or default) as a flagfile."""
+    lines = []
+    for holders in CONFIG_FLAGS.values():
+        lines += [FLAGS[name].serialize() or f"--{name}=" for name in holders]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n")

@@ -1,0 +1,180 @@
+"""The transducer: encoder, predictor and joint network. It computes; it does not train,
+search or do I/O (loss: `rnnt.loss`, search: `rnnt.decoding`).
+
+Shapes: B batch, T frames, T' encoder frames, U tokens, D features, V vocab.
+Streaming state is explicit: every recurrent module takes an `LstmState` and returns the
+new one, so a stream is resumed by passing back what it returned, and streams are batched
+by `rnnt.state.stack_states` / `unstack_states`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from rnnt.config import BLANK_ID, ModelConfig
+from rnnt.state import LstmState
+
+
+def _zeros(num_layers: int, batch_size: int, hidden: int, like: Tensor) -> LstmState:
+    zeros = like.new_zeros(num_layers, batch_size, hidden)
+    return LstmState(zeros, zeros.clone())
+
+
+class GlobalNorm(nn.Module):
+    """Fixed per-dimension mean/std normalisation (global CMVN), stats set from data."""
+
+    mean: Tensor
+    inv_std: Tensor
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("inv_std", torch.ones(dim))
+
+    def set_stats(self, mean: Tensor, std: Tensor) -> None:
+        self.mean.copy_(mean)
+        self.inv_std.copy_(1.0 / std.clamp_min(1e-5))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) * self.inv_std
+
+
+class Encoder(nn.Module):
+    """Stacked unidirectional LSTMs with LayerNorm, residuals and a time reduction.
+
+    Layer i (from the second on) adds its input to its output; every layer is followed by
+    LayerNorm. After layer `reduction_after`, frames are averaged in groups of
+    `time_reduction` (a trailing remainder is dropped). A Linear projects the last layer.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        hidden = config.encoder_hidden
+        self.input_norm: nn.Module = (
+            nn.LayerNorm(config.input_dim)
+            if config.input_norm == "layernorm"
+            else GlobalNorm(config.input_dim)
+        )
+        sizes = [config.input_dim] + [hidden] * (config.encoder_layers - 1)
+        self.lstms = nn.ModuleList(nn.LSTM(size, hidden, batch_first=True) for size in sizes)
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in sizes)
+        self.dropout = nn.Dropout(config.encoder_dropout)
+        self.proj = nn.Linear(hidden, config.encoder_output)
+
+    def init_state(self, batch_size: int) -> LstmState:
+        return _zeros(self.config.encoder_layers, batch_size, self.config.encoder_hidden, self.proj.weight)
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Encoder frames (T') produced from `lengths` input frames (T)."""
+        return torch.div(lengths, self.config.time_reduction, rounding_mode="floor")
+
+    def forward(self, x: Tensor, state: LstmState) -> tuple[Tensor, LstmState]:
+        """(B, T, D) frames and state -> (B, T', encoder_output) and the new state.
+
+        Streaming callers pass T divisible by `time_reduction` so chunks join seamlessly.
+        """
+        x = self.input_norm(x)
+        hs, cs = [], []
+        for i, (lstm, norm) in enumerate(zip(self.lstms, self.norms, strict=True)):
+            y, (h, c) = lstm(x, (state.h[i : i + 1], state.c[i : i + 1]))
+            hs.append(h)
+            cs.append(c)
+            x = self.dropout(norm(y + x if i > 0 else y))
+            if i + 1 == self.config.reduction_after:
+                x = self._reduce_time(x)
+        return self.proj(x), LstmState(torch.cat(hs), torch.cat(cs))
+
+    def _reduce_time(self, x: Tensor) -> Tensor:
+        factor = self.config.time_reduction
+        if factor == 1:
+            return x
+        frames = x.shape[1] // factor * factor
+        return x[:, :frames].reshape(x.shape[0], frames // factor, factor, x.shape[2]).mean(dim=2)
+
+
+class Predictor(nn.Module):
+    """Embedding -> stacked LSTM -> Linear; the label-context network."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.predictor_embed)
+        self.lstm = nn.LSTM(
+            config.predictor_embed, config.predictor_hidden, config.predictor_layers, batch_first=True
+        )
+        self.dropout = nn.Dropout(config.predictor_dropout)
+        self.proj = nn.Linear(config.predictor_hidden, config.predictor_output)
+
+    def init_state(self, batch_size: int) -> LstmState:
+        return _zeros(
+            self.config.predictor_layers, batch_size, self.config.predictor_hidden, self.proj.weight
+        )
+
+    def forward(self, tokens: Tensor, state: LstmState) -> tuple[Tensor, LstmState]:
+        """(B, U) token ids and state -> (B, U, predictor_output) and the new state."""
+        y, (h, c) = self.lstm(self.dropout(self.embed(tokens)), (state.h, state.c))
+        return self.dropout(self.proj(y)), LstmState(h, c)
+
+
+class Joint(nn.Module):
+    """tanh(W_e enc + W_p pred) -> Linear(V): the reference's concat-Linear-tanh-Linear."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.enc_proj = nn.Linear(config.encoder_output, config.joint_dim)
+        self.pred_proj = nn.Linear(config.predictor_output, config.joint_dim, bias=False)
+        self.out = nn.Linear(config.joint_dim, config.vocab_size)
+
+    def forward(self, enc: Tensor, pred: Tensor) -> Tensor:
+        """Broadcasting (..., encoder_output) and (..., predictor_output) -> (..., V) logits."""
+        return self.out(torch.tanh(self.enc_proj(enc) + self.pred_proj(pred)))
+
+
+class TrainingOutputs(NamedTuple):
+    """What the loss needs from one forward pass over a padded batch."""
+
+    encoder_out: Tensor  # (B, T', encoder_output)
+    encoder_lengths: Tensor  # (B,)
+    predictor_out: Tensor  # (B, U + 1, predictor_output), blank-prefixed context
+
+
+class Transducer(nn.Module):
+    """RNN-Transducer (Graves 2012) with an optional auxiliary CTC head on the encoder."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.predictor = Predictor(config)
+        self.joint = Joint(config)
+        self.ctc = nn.Linear(config.encoder_output, config.vocab_size) if config.ctc_head else None
+
+    def forward(self, features: Tensor, feature_lengths: Tensor, targets: Tensor) -> TrainingOutputs:
+        """(B, T, D) features, (B,) lengths and (B, U) padded targets -> loss inputs."""
+        batch_size = features.shape[0]
+        encoder_out, _ = self.encoder(features, self.encoder.init_state(batch_size))
+        context = torch.nn.functional.pad(targets, (1, 0), value=BLANK_ID)
+        predictor_out, _ = self.predictor(context, self.predictor.init_state(batch_size))
+        return TrainingOutputs(encoder_out, self.encoder.output_lengths(feature_lengths), predictor_out)
+
+    def encode(self, features: Tensor, state: LstmState | None = None) -> tuple[Tensor, LstmState]:
+        """(B, T, D) features -> (B, T', encoder_output); a chunk when `state` is given."""
+        state = self.encoder.init_state(features.shape[0]) if state is None else state
+        return self.encoder(features, state)
+
+    def predict(self, tokens: Tensor, state: LstmState | None = None) -> tuple[Tensor, LstmState]:
+        """(B, U) tokens -> (B, U, predictor_output), continuing from `state`."""
+        state = self.predictor.init_state(tokens.shape[0]) if state is None else state
+        return self.predictor(tokens, state)
+
+    def join(self, enc: Tensor, pred: Tensor) -> Tensor:
+        """Broadcast encoder and predictor outputs into (..., V) logits."""
+        return self.joint(enc, pred)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

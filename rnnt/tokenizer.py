@@ -1,0 +1,72 @@
+"""Sentencepiece tokenizer (BPE or characters) whose id 0 is the transducer blank.
+
+The trained model is kept as bytes so that it travels inside every checkpoint and export.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import sentencepiece as spm
+
+from rnnt.config import BLANK_ID, UNK_ID, TokenizerConfig
+
+BLANK_PIECE = "<blk>"
+UNK_PIECE = "<unk>"
+
+
+class Tokenizer:
+    """Text <-> ids. Ids: 0 blank, 1 <unk>, then the pieces."""
+
+    def __init__(self, model_proto: bytes):
+        self.model_proto = model_proto
+        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        if self._sp.id_to_piece(BLANK_ID) != BLANK_PIECE or self._sp.unk_id() != UNK_ID:
+            raise ValueError("not an rnnt tokenizer: id 0 must be <blk> and id 1 <unk>")
+
+    @classmethod
+    def train(cls, texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
+        """Train on normalised transcripts (one per item)."""
+        proto = io.BytesIO()
+        options: dict[str, Any] = {
+            "model_type": config.tokenizer_kind,
+            "pad_id": BLANK_ID,
+            "pad_piece": BLANK_PIECE,
+            "unk_id": UNK_ID,
+            "unk_piece": UNK_PIECE,
+            "bos_id": -1,
+            "eos_id": -1,
+            "character_coverage": 1.0,
+            "num_threads": 1,  # deterministic merges
+            "minloglevel": 2,
+        }
+        if config.tokenizer_kind == "bpe":
+            options["vocab_size"] = config.vocab_size
+        else:
+            options["use_all_vocab"] = True
+            options["vocab_size"] = len({ch for t in texts for ch in t.replace(" ", "\u2581")}) + 2
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=proto, **options)
+        return cls(proto.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        return cls(Path(path).read_bytes())
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.model_proto)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self._sp.encode(text, out_type=int)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._sp.decode([i for i in ids if i != BLANK_ID])
+
+    def piece(self, token_id: int) -> str:
+        return self._sp.id_to_piece(token_id)

@@ -1,0 +1,420 @@
+"""The training loop: step-based, micro-batched, data-parallel, resumable exactly.
+
+Data parallelism averages gradients with one `all_reduce` over a flat buffer after the
+step's micro-batches. DistributedDataParallel's reducer expects one backward per forward
+and every parameter used in it; the sub-batched joint backward (`rnnt.loss`) runs several
+backwards per forward, so the all-reduce is done here, once per optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from rnnt import checkpoint as ckpt
+from rnnt.config import (
+    AugmentConfig,
+    DataConfig,
+    DecodeConfig,
+    FeatureConfig,
+    ModelConfig,
+    TokenizerConfig,
+    TrainConfig,
+    replace,
+)
+from rnnt.data import (
+    Batch,
+    BucketBatchSampler,
+    Utterance,
+    UtteranceDataset,
+    collate_micro_batches,
+    filter_utterances,
+    read_corpus,
+    read_weighted_corpora,
+)
+from rnnt.evaluation import EvalResult, evaluate
+from rnnt.loss import transducer_backward
+from rnnt.model import Transducer, count_parameters
+from rnnt.runtimes.pytorch import TorchRuntime
+from rnnt.schedule import LearningRateSchedule
+from rnnt.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILE = "tokenizer.model"
+NUM_EXAMPLE_TRANSCRIPTS = 4  # dev transcripts written to tensorboard per evaluation
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """All configs of one run."""
+
+    feature: FeatureConfig
+    tokenizer: TokenizerConfig
+    model: ModelConfig
+    data: DataConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    decode: DecodeConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.train.logs_root) / self.train.name
+
+
+@dataclass
+class TrainState:
+    """Mutable run state, saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # global batches of `epoch` already consumed
+    best_wer: float = math.inf
+    train_seconds: float = 0.0  # wall time spent training, summed over resumes
+    audio_seconds: float = 0.0  # audio processed, summed over ranks
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def training_corpus(config: RunConfig) -> list[Utterance]:
+    return filter_utterances(read_weighted_corpora(config.data.train_manifests), config.data)
+
+
+def dev_corpus(config: RunConfig) -> list[Utterance]:
+    if not config.data.dev_manifest:
+        return []
+    utterances = [u for u in read_corpus(config.data.dev_manifest) if u.text]
+    return utterances[: config.data.dev_max_utterances or None]
+
+
+def prepare_tokenizer(config: RunConfig, utterances: list[Utterance]) -> Tokenizer:
+    """The run's tokenizer: reuse `<run>/tokenizer.model`, else train one on `utterances`."""
+    path = config.run_dir / TOKENIZER_FILE
+    if path.is_file():
+        return Tokenizer.load(path)
+    tokenizer = Tokenizer.train(sorted({u.text for u in utterances}), config.tokenizer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(path)
+    return tokenizer
+
+
+def build_model(config: RunConfig, tokenizer: Tokenizer) -> tuple[RunConfig, Transducer]:
+    """Fix the model's input and output sizes from the features and tokenizer, then build it."""
+    model_config = replace(
+        config.model, vocab_size=tokenizer.vocab_size, input_dim=config.feature.feature_dim
+    )
+    config = replace(config, model=model_config)
+    torch.manual_seed(config.train.seed)
+    return config, Transducer(model_config)
+
+
+def model_config_for_summary(config: RunConfig) -> ModelConfig:
+    """The model config a run would build, before any tokenizer exists (BPE size assumed)."""
+    vocab = (
+        config.tokenizer.vocab_size if config.tokenizer.tokenizer_kind == "bpe" else config.model.vocab_size
+    )
+    return replace(config.model, vocab_size=vocab, input_dim=config.feature.feature_dim)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    raise ValueError(f"unknown optimizer {config.optimizer!r} (adam, adamw or sgd)")
+
+
+def _all_reduce_sum(values: list[float], dist_info: Distributed) -> list[float]:
+    if dist_info.world == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def _average_gradients(model: torch.nn.Module, dist_info: Distributed) -> None:
+    """Sum gradients over ranks (each rank already divided by the global normaliser)."""
+    if dist_info.world == 1:
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
+class Trainer:
+    """Owns the model, optimiser, schedule and loop of one run."""
+
+    def __init__(self, config: RunConfig, dist_info: Distributed = Distributed()):
+        self.dist = dist_info
+        self.device = (
+            torch.device("cuda", dist_info.rank) if torch.cuda.is_available() else torch.device("cpu")
+        )
+        train_utterances = training_corpus(config)
+        self.tokenizer = prepare_tokenizer(config, train_utterances)
+        self.config, self.model = build_model(config, self.tokenizer)
+        self.model.to(self.device)
+        self.train_utterances = train_utterances
+        self.dev_utterances = dev_corpus(self.config)
+        self.optimizer = make_optimizer(self.model, self.config.train)
+        self.schedule = LearningRateSchedule(self.config.train)
+        self.state = TrainState()
+        self.writer: Any = None
+        log.info("model: %d parameters", count_parameters(self.model))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.config.run_dir / "models"
+
+    # ---- checkpoints ----------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, Any]:
+        return ckpt.make_checkpoint(
+            self.model,
+            self.tokenizer,
+            self.config.as_dict(),
+            optimizer=self.optimizer.state_dict(),
+            schedule=self.schedule.state_dict(),
+            train_state=dataclasses.asdict(self.state),
+            rng={"torch": torch.get_rng_state()},
+        )
+
+    def save(self, name: str | None = None) -> Path:
+        path = self.models_dir / (name or f"{self.state.step}.pt")
+        if self.dist.is_main:
+            ckpt.atomic_save(self.checkpoint(), path)
+            ckpt.prune_checkpoints(self.models_dir, self.config.train.keep_checkpoints)
+        return path
+
+    def restore(self, path: Path) -> None:
+        checkpoint = ckpt.read_checkpoint(path)
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.schedule.load_state_dict(checkpoint["schedule"])
+        self.state = TrainState(**checkpoint["train_state"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        log.info("resumed from %s at step %d", path, self.state.step)
+
+    def resume_latest(self) -> bool:
+        found = ckpt.step_checkpoints(self.models_dir)
+        if found:
+            self.restore(found[-1])
+        return bool(found)
+
+    # ---- data -----------------------------------------------------------------------
+
+    def _steps(self) -> Iterator[list[Batch]]:
+        """Each step's micro-batches for this rank, from the saved data position on."""
+        train = self.config.train
+        dataset = UtteranceDataset(
+            self.train_utterances, self.config.feature, self.tokenizer, self.config.augment, train.seed
+        )
+        sampler = BucketBatchSampler(
+            [u.duration for u in self.train_utterances],
+            train.batch_seconds,
+            train.seed,
+            self.dist.rank,
+            self.dist.world,
+        )
+        per_rank_micro = train.micro_batch_seconds / self.dist.world if train.micro_batch_seconds else 0.0
+        while True:
+            sampler.epoch, sampler.start = self.state.epoch, self.state.batch_in_epoch
+            loader = torch.utils.data.DataLoader(
+                dataset,
+                batch_sampler=sampler,
+                collate_fn=partial(collate_micro_batches, micro_batch_seconds=per_rank_micro),
+                num_workers=train.num_workers,
+            )
+            for micro_batches in loader:
+                self.state.batch_in_epoch += 1
+                yield micro_batches
+            self.state.epoch += 1
+            self.state.batch_in_epoch = 0
+
+    # ---- one step -------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        if self.config.train.amp == "none":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtypes[self.config.train.amp])
+
+    def train_step(self, micro_batches: list[Batch]) -> dict[str, float]:
+        train = self.config.train
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        counts = [
+            float(sum(len(b.texts) for b in micro_batches)),
+            float(sum(int(b.target_lengths.sum()) for b in micro_batches)),
+        ]
+        utterances, tokens = _all_reduce_sum(counts, self.dist)
+        normalizer = max(1.0, tokens if train.loss_normalization == "token" else utterances)
+        rnnt_total = ctc_total = audio = 0.0
+        for batch in micro_batches:
+            batch_on_device = [
+                t.to(self.device)
+                for t in (batch.features, batch.feature_lengths, batch.targets, batch.target_lengths)
+            ]
+            features, feature_lengths, targets, target_lengths = batch_on_device
+            with self._autocast():
+                outputs = self.model(features, feature_lengths, targets)
+            values = transducer_backward(
+                self.model,
+                outputs,
+                targets,
+                target_lengths,
+                normalizer,
+                train.ctc_weight,
+                train.joint_sub_batch,
+            )
+            rnnt_total += values.transducer
+            ctc_total += values.ctc
+            audio += batch.audio_seconds
+        _average_gradients(self.model, self.dist)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip or math.inf)
+        lr = self.schedule.lr(self.state.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if torch.isfinite(grad_norm):
+            self.optimizer.step()
+        else:
+            log.warning("step %d: non-finite gradient norm, update skipped", self.state.step)
+        rnnt_total, ctc_total, audio = _all_reduce_sum([rnnt_total, ctc_total, audio], self.dist)
+        return {
+            "loss": rnnt_total / normalizer,
+            "ctc_loss": ctc_total / normalizer,
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "audio_seconds": audio,
+        }
+
+    # ---- evaluation -----------------------------------------------------------------
+
+    def evaluate_dev(self) -> EvalResult | None:
+        if not self.dev_utterances:
+            return None
+        runtime = TorchRuntime(self.model)
+        result = evaluate(
+            runtime, self.config.feature, self.tokenizer, self.dev_utterances, self.config.decode
+        )
+        self.model.train()
+        return result
+
+    # ---- the loop -------------------------------------------------------------------
+
+    def fit(self) -> TrainState:
+        """Train until `max_steps` (or `max_minutes`), evaluating and checkpointing."""
+        train = self.config.train
+        self._open_writer()
+        progress = _progress(self.state.step, train.max_steps, train.progress and self.dist.is_main)
+        started = time.monotonic() - self.state.train_seconds
+        window_audio, window_start = 0.0, time.monotonic()
+        steps = self._steps()
+        while self.state.step < train.max_steps:
+            metrics = self.train_step(next(steps))
+            self.state.step += 1
+            self.state.train_seconds = time.monotonic() - started
+            self.state.audio_seconds += metrics["audio_seconds"]
+            window_audio += metrics["audio_seconds"]
+            if self.state.step % train.log_every == 0 or self.state.step == train.max_steps:
+                metrics["audio_sec_per_sec"] = window_audio / max(1e-9, time.monotonic() - window_start)
+                window_audio, window_start = 0.0, time.monotonic()
+                self._log_scalars("train", metrics)
+                progress.set_postfix(
+                    loss=f"{metrics['loss']:.3f}", x_rt=f"{metrics['audio_sec_per_sec']:.1f}"
+                )
+            progress.update(1)
+            self._maybe_evaluate_and_save()
+            if train.max_minutes and self.state.train_seconds > 60 * train.max_minutes:
+                log.info("time limit of %.1f minutes reached at step %d", train.max_minutes, self.state.step)
+                break
+        progress.close()
+        if not ckpt.step_checkpoints(self.models_dir) or ckpt.step_checkpoints(self.models_dir)[
+            -1
+        ].stem != str(self.state.step):
+            self.save()
+        return self.state
+
+    def _maybe_evaluate_and_save(self) -> None:
+        train, step = self.config.train, self.state.step
+        if step % train.eval_every == 0 or step == train.max_steps:
+            result = self.evaluate_dev()
+            if result is not None:
+                self._log_eval(result)
+                self.schedule.observe(result.rates.wer)
+                if result.rates.wer < self.state.best_wer:
+                    self.state.best_wer = result.rates.wer
+                    self.save("best.pt")
+        if step % train.checkpoint_every == 0:
+            self.save()
+
+    # ---- logging --------------------------------------------------------------------
+
+    def _open_writer(self) -> None:
+        if self.dist.is_main and self.writer is None:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.config.run_dir))
+
+    def _log_scalars(self, prefix: str, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"{prefix}/{key}", value, self.state.step)
+            self.writer.add_scalar(f"{prefix}/minutes", self.state.train_seconds / 60, self.state.step)
+            self.writer.flush()
+
+    def _log_eval(self, result: EvalResult) -> None:
+        rates = result.rates
+        log.info(
+            "step %d: dev WER %.2f%% CER %.2f%% (%d utterances, %.1f min)",
+            self.state.step,
+            100 * rates.wer,
+            100 * rates.cer,
+            rates.num_utterances,
+            self.state.train_seconds / 60,
+        )
+        self._log_scalars("dev", {"wer": rates.wer, "cer": rates.cer})
+        if self.writer is not None:
+            examples = np.random.default_rng(0).permutation(len(result.transcripts))[:NUM_EXAMPLE_TRANSCRIPTS]
+            text = "\n\n".join(
+                f"REF: {result.transcripts[i].reference}  \nHYP: {result.transcripts[i].hypothesis}"
+                for i in examples
+            )
+            self.writer.add_text("dev/examples", text, self.state.step)
+
+
+def _progress(initial: int, total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(initial=initial, total=total, disable=not enabled, unit="step", dynamic_ncols=True)

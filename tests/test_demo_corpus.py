@@ -1,0 +1,122 @@
+"""End-to-end test of tools/make_demo_corpus.py on a tiny corpus."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = "tools/make_demo_corpus.py"
+TINY_ARGS = (
+    "--max_train_utterances=6",
+    "--num_dev_sentences=2",
+    "--num_test_sentences=2",
+    "--num_train_speakers=3",
+    "--num_dev_speakers=2",
+    "--num_test_speakers=2",
+    "--jobs=1",
+)
+SAMPLE_RATE = 16000
+MIN_SECONDS, MAX_SECONDS = 0.3, 14.0
+MIN_RMS = 1e-3
+SPLITS = ("train", "dev", "test")
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or shutil.which("flite") is None,
+    reason="espeak-ng or flite not installed (run tools/setup_system.sh)",
+)
+
+
+def run_generator(output_dir: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, SCRIPT, f"--output_dir={output_dir}", *TINY_ARGS, *extra]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=False)
+
+
+def transcripts(corpus: Path, split: str) -> dict[Path, str]:
+    """flac path -> transcript for every line of every trans.txt of a split."""
+    result = {}
+    for trans in sorted((corpus / split).glob("*/*/*.trans.txt")):
+        for line in trans.read_text().splitlines():
+            utt_id, text = line.split(" ", 1)
+            result[trans.parent / f"{utt_id}.flac"] = text
+    return result
+
+
+def speaker_rows(corpus: Path) -> list[dict[str, str]]:
+    with open(corpus / "speakers.tsv", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def snapshot(corpus: Path) -> dict[str, bytes]:
+    """Relative path -> bytes of every transcript, audio file and speakers.tsv."""
+    files = [*corpus.rglob("*.trans.txt"), *corpus.rglob("*.flac"), corpus / "speakers.tsv"]
+    return {str(p.relative_to(corpus)): p.read_bytes() for p in files}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output_dir = tmp_path_factory.mktemp("demo")
+    result = run_generator(output_dir)
+    assert result.returncode == 0, result.stderr
+    assert "unique sentences" in result.stdout
+    return output_dir
+
+
+def test_layout_and_audio(corpus: Path) -> None:
+    for split in SPLITS:
+        entries = transcripts(corpus, split)
+        assert entries, f"no utterances in {split}"
+        for flac, text in entries.items():
+            speaker_id, chapter_id = flac.parent.parent.name, flac.parent.name
+            assert flac.name.startswith(f"{speaker_id}-{chapter_id}-")
+            assert text == text.upper() and text.strip()
+            audio, rate = sf.read(flac, dtype="float32")
+            assert rate == SAMPLE_RATE and audio.ndim == 1
+            assert MIN_SECONDS <= len(audio) / rate <= MAX_SECONDS
+            assert float(np.sqrt(np.mean(audio**2))) > MIN_RMS
+    assert len(transcripts(corpus, "train")) == 6
+
+
+def test_dev_test_unseen_in_train(corpus: Path) -> None:
+    train_text = set(transcripts(corpus, "train").values())
+    rows = speaker_rows(corpus)
+    train_voices = {(r["engine"], r["voice"], r["variant"]) for r in rows if r["split"] == "train"}
+    for split in ("dev", "test"):
+        assert not train_text & set(transcripts(corpus, split).values())
+        voices = {(r["engine"], r["voice"], r["variant"]) for r in rows if r["split"] == split}
+        assert voices and not voices & train_voices
+
+
+def test_rerun_is_up_to_date_and_deterministic(corpus: Path, tmp_path: Path) -> None:
+    rerun = run_generator(corpus)
+    assert rerun.returncode == 0 and rerun.stdout.strip() == "corpus up to date"
+    fresh = tmp_path / "again"
+    assert run_generator(fresh, "--jobs=2").returncode == 0
+    assert snapshot(fresh) == snapshot(corpus)
+
+
+def test_resume_regenerates_only_missing_files(corpus: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    (copy / ".complete.json").unlink()
+    victim = min(copy.rglob("*.flac"))
+    victim.unlink()
+    kept = min(copy.rglob("*.flac"))
+    mtime = kept.stat().st_mtime_ns
+    assert run_generator(copy).returncode == 0
+    assert victim.exists() and kept.stat().st_mtime_ns == mtime
+    assert snapshot(copy) == snapshot(corpus)
+
+
+def test_missing_engine_is_a_one_line_error(tmp_path: Path) -> None:
+    result = run_generator(tmp_path / "out", env={"PATH": str(tmp_path)})
+    assert result.returncode == 1
+    assert result.stderr.strip() == "espeak-ng not found: run tools/setup_system.sh"
+    assert not (tmp_path / "out").exists()

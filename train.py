@@ -1,0 +1,87 @@
+"""Train, resume, evaluate or summarise a transducer from a flagfile.
+
+python train.py --flagfile=flagfiles/demo.txt                 # train from scratch
+python train.py --flagfile=flagfiles/demo.txt --mode=resume   # continue the latest checkpoint
+python train.py --mode=eval --checkpoint=PATH [--eval_set=...]
+python train.py --flagfile=flagfiles/E6D2.txt --mode=summary
+torchrun --nproc_per_node=2 train.py --flagfile=...           # data parallel (gloo on CPU)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.distributed as dist
+from absl import app, flags
+
+from rnnt import checkpoint as ckpt
+from rnnt import cli
+from rnnt.data import read_corpus
+from rnnt.evaluation import evaluate
+from rnnt.flags import decode_config_from_flags, run_config_from_flags, write_flagfile
+from rnnt.model import Transducer, count_parameters
+from rnnt.runtimes.pytorch import TorchRuntime
+from rnnt.training import Distributed, RunConfig, Trainer, model_config_for_summary
+
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "resume", "eval", "summary"], "what to do")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "", "checkpoint for --mode=eval")
+_EVAL_SET = flags.DEFINE_string("eval_set", "", "manifest or LibriSpeech dir for --mode=eval (default: test)")
+
+log = logging.getLogger("train")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = run_config_from_flags()
+    if _MODE.value == "summary":
+        model = Transducer(model_config_for_summary(config))
+        print(model)
+        print(f"parameters: {count_parameters(model)}")
+    elif _MODE.value == "eval":
+        run_eval(config)
+    else:
+        train(config, resume=_MODE.value == "resume")
+
+
+def run_eval(config: RunConfig) -> None:
+    if not _CHECKPOINT.value:
+        raise ValueError("--mode=eval needs --checkpoint=PATH")
+    bundle = ckpt.load_bundle(_CHECKPOINT.value)
+    corpus = _EVAL_SET.value or config.data.test_manifest
+    if not corpus:
+        raise ValueError("--mode=eval needs --eval_set=PATH (or --test_manifest)")
+    utterances = [u for u in read_corpus(corpus) if u.text]
+    runtime = TorchRuntime(bundle.model)
+    rates = evaluate(runtime, bundle.features, bundle.tokenizer, utterances, decode_config_from_flags()).rates
+    print(
+        f"{corpus}: WER {100 * rates.wer:.2f}% CER {100 * rates.cer:.2f}% "
+        f"({rates.num_utterances} utterances, {rates.num_words} words)"
+    )
+
+
+def train(config: RunConfig, resume: bool) -> None:
+    dist_info = _init_distributed()
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    if not resume and ckpt.step_checkpoints(config.run_dir / "models"):
+        raise ValueError(f"{config.run_dir} already has checkpoints: use --mode=resume or another --name")
+    if dist_info.is_main:
+        write_flagfile(config.run_dir / "flagfile.txt")
+    trainer = Trainer(config, dist_info)
+    if resume and not trainer.resume_latest():
+        raise ValueError(f"--mode=resume: no checkpoint in {trainer.models_dir}")
+    state = trainer.fit()
+    log.info("finished at step %d (best dev WER %.2f%%)", state.step, 100 * state.best_wer)
+
+
+def _init_distributed() -> Distributed:
+    if not dist.is_torchelastic_launched():
+        return Distributed()
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size())
+
+
+if __name__ == "__main__":
+    app.run(cli.guarded(main))
