@@ -281,8 +281,10 @@ class BucketBatchSampler:
         keys = self.durations * rng.uniform(1 - self.JITTER, 1 + self.JITTER, len(self.durations))
         order = np.argsort(keys, kind="stable")
         groups = _pack_by_seconds(self.durations[order].tolist(), self.batch_seconds)
-        batches = [order[g].tolist() for g in groups if len(g) >= self.world]
-        return [batches[i] for i in rng.permutation(len(batches))]
+        batches = [order[groups[i]].tolist() for i in rng.permutation(len(groups))]
+        # Batches too small to give every rank an utterance are dropped after the shuffle,
+        # so that the remaining order is the same whatever the world size.
+        return [b for b in batches if len(b) >= self.world]
 
     def __len__(self) -> int:
         return len(self.global_batches(self.epoch))

@@ -88,7 +88,7 @@ def frame_features(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
 def stack(features: np.ndarray, stack_frames: int) -> np.ndarray:
     """(N, F) -> (N // stack_frames, F * stack_frames); a trailing remainder is dropped."""
     usable = len(features) - len(features) % stack_frames
-    return features[:usable].reshape(usable // stack_frames, -1)
+    return features[:usable].reshape(usable // stack_frames, features.shape[1] * stack_frames)
 
 
 def compute_features(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:

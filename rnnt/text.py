@@ -17,8 +17,9 @@ def normalize(text: str) -> str:
     >>> normalize("Hello, World!  It's 'quoted'.")
     "hello world it's quoted"
     """
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    text = text.translate(_APOSTROPHES).lower().replace("-", " ")
+    # Curly apostrophes become ASCII before the ASCII filter would drop them.
+    text = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES)).encode("ascii", "ignore").decode()
+    text = text.lower().replace("-", " ")
     text = _NOT_KEPT.sub(" ", text)
     text = _EDGE_QUOTES.sub(" ", f" {text} ")
     return _SPACES.sub(" ", text).strip()

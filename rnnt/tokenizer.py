@@ -23,13 +23,17 @@ class Tokenizer:
 
     def __init__(self, model_proto: bytes):
         self.model_proto = model_proto
-        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        try:
+            self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        except RuntimeError as error:  # sentencepiece reports a damaged proto as RuntimeError
+            raise ValueError(f"not a sentencepiece model ({error})") from error
         if self._sp.id_to_piece(BLANK_ID) != BLANK_PIECE or self._sp.unk_id() != UNK_ID:
             raise ValueError("not an rnnt tokenizer: id 0 must be <blk> and id 1 <unk>")
 
     @classmethod
     def train(cls, texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
         """Train on normalised transcripts (one per item)."""
+        texts = list(texts)  # iterated twice for a char model
         proto = io.BytesIO()
         options: dict[str, Any] = {
             "model_type": config.tokenizer_kind,

@@ -255,6 +255,9 @@ class Trainer:
                 batch_sampler=sampler,
                 collate_fn=partial(collate_micro_batches, micro_batch_seconds=per_rank_micro),
                 num_workers=train.num_workers,
+                # Its own generator: creating an iterator must not draw from the global RNG
+                # (dropout's), or a resumed run would diverge from an uninterrupted one.
+                generator=torch.Generator().manual_seed(train.seed),
             )
             for micro_batches in loader:
                 self.state.batch_in_epoch += 1

@@ -1,0 +1,53 @@
+# The two commands: `make demo` and `make test`. Both set up what is missing first.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMPS := .stamps
+# Steady allocator behaviour for PyTorch's LSTM kernels (see rnnt/cli.py: tune_malloc).
+export MALLOC_MMAP_THRESHOLD_ := 33554432
+export MALLOC_TRIM_THRESHOLD_ := 1073741824
+DEMO_CORPUS := datasets/demo
+DEMO_MODEL := models/demo/model.pt
+DEMO_RETRAIN_MINUTES ?= 12
+
+.PHONY: demo test setup system venv lint typecheck pytest corpus clean
+
+setup: system venv
+
+system: $(STAMPS)/system
+$(STAMPS)/system: tools/setup_system.sh
+	bash tools/setup_system.sh
+	@mkdir -p $(STAMPS) && touch $@
+
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1
+	$(PY) -m pip install -q -e ".[all]"
+	@mkdir -p $(STAMPS) && touch $@
+
+lint: setup
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+typecheck: setup
+	$(PY) -m mypy rnnt
+
+pytest: setup
+	$(PY) -m pytest
+
+test: lint typecheck pytest
+
+corpus: setup
+	$(PY) tools/make_demo_corpus.py --output_dir=$(DEMO_CORPUS)
+
+demo: corpus
+	@echo "== 1/2 retrain briefly from flagfiles/demo.txt to show the learning curve ($(DEMO_RETRAIN_MINUTES) min)"
+	rm -rf logs/demo-retrain
+	$(PY) train.py --flagfile=flagfiles/demo.txt --name=demo-retrain --max_minutes=$(DEMO_RETRAIN_MINUTES)
+	@echo "== 2/2 evaluate the shipped demo model ($(DEMO_MODEL))"
+	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/dev
+	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test
+
+clean:
+	rm -rf $(STAMPS) logs exports

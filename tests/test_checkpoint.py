@@ -1,0 +1,136 @@
+"""Checkpoints: save -> load gives the same model, tokenizer and features; bad files rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from rnnt.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    atomic_save,
+    load_bundle,
+    make_checkpoint,
+    prune_checkpoints,
+    step_checkpoints,
+)
+from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, TokenizerConfig
+from rnnt.model import Transducer
+from rnnt.tokenizer import Tokenizer
+
+TEXTS = ["the quick brown fox", "jumps over the lazy dog", "hello world"]
+FEATURES = FeatureConfig(feature_kind="kaldi_fbank", hop_length=320, stack_frames=2)
+DECODE = DecodeConfig(max_symbols_per_frame=3, suppress_unk=False)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer.train(TEXTS, TokenizerConfig(tokenizer_kind="char"))
+
+
+def tiny_model(tokenizer: Tokenizer, hidden: int = 16, seed: int = 0) -> Transducer:
+    config = ModelConfig(
+        vocab_size=tokenizer.vocab_size,
+        input_dim=FEATURES.feature_dim,
+        encoder_layers=2,
+        encoder_hidden=hidden,
+        encoder_output=12,
+        reduction_after=1,
+        predictor_embed=8,
+        predictor_hidden=hidden,
+        predictor_output=12,
+        joint_dim=12,
+    )
+    torch.manual_seed(seed)
+    return Transducer(config).eval()
+
+
+def configs_of(model: Transducer) -> dict[str, Any]:
+    return {"feature": FEATURES, "model": model.config, "decode": DECODE}
+
+
+@torch.no_grad()
+def outputs(model: Transducer, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    enc, _ = model.encode(features)
+    pred, _ = model.predict(tokens)
+    return model.join(enc[:, :, None], pred[:, None])
+
+
+def test_save_load_round_trip(tmp_path: Path, tokenizer: Tokenizer) -> None:
+    model = tiny_model(tokenizer)
+    path = tmp_path / "models" / "7.pt"
+    atomic_save(make_checkpoint(model, tokenizer, configs_of(model), step=7), path)
+    assert [p.name for p in path.parent.iterdir()] == ["7.pt"]  # no temporary file left
+
+    bundle = load_bundle(path)
+    torch.manual_seed(1)
+    features = torch.randn(2, 10, FEATURES.feature_dim)
+    tokens = torch.randint(1, tokenizer.vocab_size, (2, 4))
+    assert torch.equal(outputs(bundle.model, features, tokens), outputs(model, features, tokens))
+    assert not bundle.model.training
+    assert bundle.model.config == model.config
+    assert bundle.features == FEATURES
+    assert bundle.decode == DECODE
+    assert bundle.tokenizer.model_proto == tokenizer.model_proto
+    for text in TEXTS:
+        assert bundle.tokenizer.encode(text) == tokenizer.encode(text)
+    assert bundle.configs["model"]["encoder_hidden"] == 16
+
+
+def test_atomic_save_replaces_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "latest.pt"
+    atomic_save({"value": 1}, path)
+    atomic_save({"value": 2}, path)
+    assert torch.load(path, weights_only=True) == {"value": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nothing.pt"
+    with pytest.raises(CheckpointError, match=f"{path}: no such checkpoint"):
+        load_bundle(path)
+
+
+def test_random_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "noise.pt"
+    path.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes())
+    with pytest.raises(CheckpointError, match=f"{path}: not a readable checkpoint"):
+        load_bundle(path)
+
+
+@pytest.mark.parametrize("content", [{"model": {}}, {"format": "something-else"}, [1, 2, 3]])
+def test_not_our_format(tmp_path: Path, content: object) -> None:
+    path = tmp_path / "foreign.pt"
+    torch.save(content, path)
+    with pytest.raises(CheckpointError, match=f"{path}: not an rnnt checkpoint.*{FORMAT}"):
+        load_bundle(path)
+
+
+def test_weights_of_another_architecture(tmp_path: Path, tokenizer: Tokenizer) -> None:
+    model = tiny_model(tokenizer, hidden=16)
+    other = tiny_model(tokenizer, hidden=20)
+    checkpoint = make_checkpoint(model, tokenizer, configs_of(model))
+    checkpoint["model"] = other.state_dict()
+    path = tmp_path / "mismatch.pt"
+    atomic_save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=f"{path}: weights do not match its model config"):
+        load_bundle(path)
+
+
+def test_prune_keeps_the_latest_steps(tmp_path: Path) -> None:
+    for name in ["9.pt", "10.pt", "100.pt", "2.pt", "best.pt", "latest.pt", "1000.txt"]:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in step_checkpoints(tmp_path)] == ["2.pt", "9.pt", "10.pt", "100.pt"]
+    prune_checkpoints(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "10.pt",
+        "100.pt",
+        "1000.txt",
+        "best.pt",
+        "latest.pt",
+    ]
+    prune_checkpoints(tmp_path, keep=0)  # 0 keeps everything
+    assert len(step_checkpoints(tmp_path)) == 2

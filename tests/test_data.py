@@ -1,0 +1,266 @@
+"""Corpora, manifests, the bucketed sampler, the dataset and collation."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from rnnt.config import AugmentConfig, DataConfig, FeatureConfig, TokenizerConfig
+from rnnt.data import (
+    BucketBatchSampler,
+    DataError,
+    Example,
+    Utterance,
+    UtteranceDataset,
+    collate,
+    filter_utterances,
+    read_librispeech,
+    read_manifest,
+    read_weighted_corpora,
+)
+from rnnt.text import normalize
+from rnnt.tokenizer import Tokenizer
+
+SAMPLE_RATE = 16000
+TEXTS = ["Hello world", "the quick brown fox", "jumps over", "the lazy dog"]
+
+
+def write_wav(path: Path, seconds: float, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(seed).uniform(-0.3, 0.3, round(seconds * SAMPLE_RATE))
+    soundfile.write(path, noise.astype(np.float32), SAMPLE_RATE)
+    return path
+
+
+def write_jsonl(path: Path, entries: list[dict[str, object] | str]) -> Path:
+    lines = [e if isinstance(e, str) else json.dumps(e) for e in entries]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def make_corpus(folder: Path, name: str, count: int = 4) -> Path:
+    """A manifest of `count` short utterances with ids `<name>-<i>`."""
+    entries: list[dict[str, object] | str] = []
+    for i in range(count):
+        write_wav(folder / f"{name}-{i}.wav", 0.5 + 0.25 * i, seed=i)
+        entries.append({"id": f"{name}-{i}", "audio": f"{name}-{i}.wav", "text": TEXTS[i % len(TEXTS)]})
+    return write_jsonl(folder / f"{name}.jsonl", entries)
+
+
+# Manifests.
+
+
+def test_manifest_resolves_relative_paths_and_reads_durations(tmp_path: Path) -> None:
+    absolute = write_wav(tmp_path / "elsewhere" / "b.wav", 1.5)
+    write_wav(tmp_path / "data" / "clips" / "a.wav", 0.75)
+    manifest = write_jsonl(
+        tmp_path / "data" / "train.jsonl",
+        [
+            {"audio": "clips/a.wav", "text": "Hello, World!"},
+            "",
+            {"audio": str(absolute), "text": "it's", "duration": 9.0, "offset": 0.5, "id": "x"},
+        ],
+    )
+    first, second = read_manifest(manifest)
+    assert first == Utterance("train-1", str(tmp_path / "data" / "clips" / "a.wav"), "hello world", 0.75)
+    assert second == Utterance("x", str(absolute), "it's", 9.0, 0.5)
+
+
+def test_manifest_bad_json_names_file_and_line(tmp_path: Path) -> None:
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl", [{"audio": "a.wav", "text": "a", "duration": 1.0}, "{not json"]
+    )
+    with pytest.raises(DataError, match=f"{manifest}:2"):
+        read_manifest(manifest)
+
+
+def test_manifest_missing_text_names_file_and_line(tmp_path: Path) -> None:
+    write_wav(tmp_path / "a.wav", 0.5)
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"audio": "a.wav", "text": "a", "duration": 1.0},
+            {"audio": "a.wav", "text": "b"},
+            {"audio": "a.wav", "duration": 1.0},
+        ],
+    )
+    with pytest.raises(DataError, match=f"{manifest}:3"):
+        read_manifest(manifest)
+
+
+def test_unreadable_manifest_raises_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "binary.jsonl"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DataError, match=str(path)):
+        read_manifest(path)
+
+
+# Corpora.
+
+
+def test_read_librispeech(tiny_corpus: Path) -> None:
+    expected = {}
+    for transcript in (tiny_corpus / "train").rglob("*.trans.txt"):
+        for line in transcript.read_text().splitlines():
+            utt_id, text = line.split(" ", 1)
+            expected[utt_id] = (transcript.parent / f"{utt_id}.flac", text)
+    utterances = read_librispeech(tiny_corpus / "train")
+    assert len(utterances) == len(expected) == 24
+    for utterance in utterances:
+        audio, text = expected[utterance.id]
+        assert utterance.audio == str(audio)
+        assert utterance.text == normalize(text) == utterance.text.lower()
+        assert utterance.text
+        assert utterance.duration == pytest.approx(soundfile.info(str(audio)).duration)
+        assert utterance.duration > 0.3
+
+
+def test_weighted_corpora(tmp_path: Path) -> None:
+    first = make_corpus(tmp_path, "a")
+    second = make_corpus(tmp_path, "b")
+    ids = [u.id for u in read_weighted_corpora(f"{first}:2, {second}:0.5")]
+    assert ids == ["a-0", "a-1", "a-2", "a-3"] * 2 + ["b-0", "b-1"]
+    ids = [u.id for u in read_weighted_corpora(f"{first}:1.5,{second}")]
+    assert ids == ["a-0", "a-1", "a-2", "a-3", "a-0", "a-1", "b-0", "b-1", "b-2", "b-3"]
+    with pytest.raises(DataError, match="no such manifest"):
+        read_weighted_corpora(str(tmp_path / "missing.jsonl"))
+
+
+def test_filter_utterances() -> None:
+    utterances = [
+        Utterance("ok", "a.flac", "hello", 2.0),
+        Utterance("empty", "b.flac", "", 2.0),
+        Utterance("long", "c.flac", "hello", 14.5),
+        Utterance("short", "d.flac", "hello", 0.1),
+        Utterance("edge", "e.flac", "hello", 14.0),
+    ]
+    kept = filter_utterances(utterances, DataConfig(min_duration=0.3, max_duration=14.0))
+    assert [u.id for u in kept] == ["ok", "edge"]
+
+
+# The sampler.
+
+BATCH_SECONDS = 25.0
+
+
+@pytest.fixture(scope="module")
+def durations() -> list[float]:
+    """Durations up to 16 s, so that some batches hold a single utterance."""
+    return np.random.default_rng(7).uniform(0.5, 16.0, 80).tolist()
+
+
+def batches(
+    durations: list[float], epoch: int, seed: int = 3, rank: int = 0, world: int = 1, start: int = 0
+) -> list[list[int]]:
+    """One rank's batches of `epoch`, as utterance indices."""
+    sampler = BucketBatchSampler(durations, BATCH_SECONDS, seed, rank=rank, world=world)
+    sampler.epoch, sampler.start = epoch, start
+    result = list(sampler)
+    assert all(key[1] == epoch for batch in result for key in batch)
+    return [[key[0] for key in batch] for batch in result]
+
+
+def test_sampler_batches_cover_the_corpus_within_budget(durations: list[float]) -> None:
+    global_batches = batches(durations, epoch=0)
+    assert sorted(i for b in global_batches for i in b) == list(range(len(durations)))
+    for batch in global_batches:
+        assert len(batch) == 1 or sum(durations[i] for i in batch) <= BATCH_SECONDS
+    assert any(len(b) == 1 for b in global_batches)  # the case world > 1 must drop
+
+
+@pytest.mark.parametrize("epoch", [0, 1])
+def test_sampler_ranks_together_equal_one_rank(durations: list[float], epoch: int) -> None:
+    single = batches(durations, epoch)
+    rank0 = batches(durations, epoch, rank=0, world=2)
+    rank1 = batches(durations, epoch, rank=1, world=2)
+    expected = [sorted(b) for b in single if len(b) >= 2]
+    assert len(rank0) == len(rank1) == len(expected)
+    for step, (part0, part1) in enumerate(zip(rank0, rank1, strict=True)):
+        assert part0 and part1
+        assert not set(part0) & set(part1)
+        assert sorted(part0 + part1) == expected[step]
+
+
+def test_sampler_order_is_deterministic_per_seed_and_epoch(durations: list[float]) -> None:
+    assert batches(durations, epoch=0) == batches(durations, epoch=0)
+    assert batches(durations, epoch=1) != batches(durations, epoch=0)
+    assert batches(durations, epoch=0, seed=4) != batches(durations, epoch=0)
+
+
+@pytest.mark.parametrize("start", [0, 1, 5])
+def test_sampler_start_skips_batches(durations: list[float], start: int) -> None:
+    full = batches(durations, epoch=2, world=2, rank=1)
+    assert batches(durations, epoch=2, world=2, rank=1, start=start) == full[start:]
+    sampler = BucketBatchSampler(durations, BATCH_SECONDS, seed=3)
+    sampler.start = start
+    assert len(sampler) == len(batches(durations, epoch=0))  # len counts the whole epoch
+
+
+# The dataset and collation.
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer.train([normalize(t) for t in TEXTS], TokenizerConfig(tokenizer_kind="char"))
+
+
+def test_dataset_skips_missing_audio(
+    tmp_path: Path, tokenizer: Tokenizer, caplog: pytest.LogCaptureFixture
+) -> None:
+    present = Utterance("present", str(write_wav(tmp_path / "a.wav", 1.0)), "hello world", 1.0)
+    missing = Utterance("gone", str(tmp_path / "gone.wav"), "hello world", 1.0)
+    dataset = UtteranceDataset([present, missing], FeatureConfig(), tokenizer)
+    with caplog.at_level(logging.WARNING, logger="rnnt.data"):
+        assert dataset[(1, 0)] is None
+    assert "gone" in caplog.text
+    example = dataset[(0, 0)]
+    assert example is not None
+    assert example.tokens == tokenizer.encode("hello world")
+    assert example.features.shape[1] == FeatureConfig().feature_dim
+    assert example.duration == pytest.approx(1.0)
+
+
+def test_augmentation_is_reproducible(tmp_path: Path, tokenizer: Tokenizer) -> None:
+    utterances = [
+        Utterance(f"u{i}", str(write_wav(tmp_path / f"{i}.wav", 1.0, seed=i)), "the lazy dog", 1.0)
+        for i in range(2)
+    ]
+    augment = AugmentConfig(time_masks=2, time_mask_frames=5, freq_masks=2, noise_prob=1.0, gain_db=6.0)
+
+    def features(seed: int, epoch: int, index: int) -> np.ndarray:
+        dataset = UtteranceDataset(utterances, FeatureConfig(), tokenizer, augment, seed=seed)
+        example = dataset[(index, epoch)]
+        assert example is not None
+        return example.features
+
+    reference = features(seed=1, epoch=0, index=0)
+    assert np.array_equal(features(seed=1, epoch=0, index=0), reference)
+    assert not np.array_equal(features(seed=1, epoch=1, index=0), reference)
+    assert not np.array_equal(features(seed=2, epoch=0, index=0), reference)
+    clean = UtteranceDataset(utterances, FeatureConfig(), tokenizer)[(0, 0)]
+    assert clean is not None
+    assert not np.array_equal(clean.features, reference)
+
+
+def test_collate_pads() -> None:
+    rng = np.random.default_rng(0)
+    short = Example(rng.normal(size=(3, 6)).astype(np.float32), [4, 5, 6, 7], "short", 0.5)
+    long = Example(rng.normal(size=(5, 6)).astype(np.float32), [8, 9], "long", 1.5)
+    batch = collate([short, None, long])
+    assert batch is not None
+    assert batch.features.shape == (2, 5, 6)
+    assert batch.feature_lengths.tolist() == [3, 5]
+    assert torch.equal(batch.features[0, :3], torch.from_numpy(short.features))
+    assert torch.equal(batch.features[1], torch.from_numpy(long.features))
+    assert not batch.features[0, 3:].any()
+    assert batch.targets.tolist() == [[4, 5, 6, 7], [8, 9, 0, 0]]
+    assert batch.target_lengths.tolist() == [4, 2]
+    assert batch.texts == ["short", "long"]
+    assert batch.audio_seconds == pytest.approx(2.0)
+    assert collate([None, None]) is None

@@ -1,0 +1,119 @@
+"""Greedy search over the PyTorch runtime: batching, resuming, symbol limits, <unk> suppression."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from rnnt.config import BLANK_ID, UNK_ID, DecodeConfig, ModelConfig
+from rnnt.decoding import Hypothesis, decode_features, greedy_search, initial_hypothesis
+from rnnt.model import Transducer
+from rnnt.runtimes.pytorch import TorchRuntime
+
+VOCAB = 10
+INPUT_DIM = 12
+TIME_REDUCTION = 2
+BLANK_BIAS = 0.3  # raises the blank logit so that a random model mixes blank and token frames
+DOMINANT_BIAS = 100.0  # a joint bias that makes one class win every time
+
+
+def tiny_runtime(seed: int = 0) -> TorchRuntime:
+    config = ModelConfig(
+        vocab_size=VOCAB,
+        input_dim=INPUT_DIM,
+        encoder_layers=2,
+        encoder_hidden=16,
+        encoder_output=12,
+        time_reduction=TIME_REDUCTION,
+        reduction_after=1,
+        predictor_embed=8,
+        predictor_hidden=16,
+        predictor_output=12,
+        joint_dim=16,
+    )
+    torch.manual_seed(seed)
+    model = Transducer(config)
+    with torch.no_grad():
+        model.joint.out.bias[BLANK_ID] += BLANK_BIAS
+    return TorchRuntime(model)
+
+
+def random_features(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(length, INPUT_DIM)).astype(np.float32) for length in lengths]
+
+
+def assert_same_hypothesis(actual: Hypothesis, expected: Hypothesis) -> None:
+    assert actual.tokens == expected.tokens
+    assert actual.frames == expected.frames
+    assert actual.num_frames == expected.num_frames
+    assert actual.trailing_blanks == expected.trailing_blanks
+    assert actual.score == pytest.approx(expected.score, abs=1e-4)
+    np.testing.assert_allclose(actual.predictor_out, expected.predictor_out, atol=1e-5)
+
+
+def test_batched_equals_one_at_a_time() -> None:
+    runtime = tiny_runtime()
+    config = DecodeConfig()
+    features = random_features([14, 31, 22])
+    batched = decode_features(runtime, features, config)
+    emitting = [len(set(h.frames)) for h in batched]
+    assert 0 < sum(emitting) < sum(h.num_frames for h in batched)  # some frames blank, some not
+    for hyp, feats in zip(batched, features, strict=True):
+        (alone,) = decode_features(runtime, [feats], config)
+        assert_same_hypothesis(hyp, alone)
+        assert hyp.num_frames == len(feats) // TIME_REDUCTION
+        assert all(0 <= f < hyp.num_frames for f in hyp.frames)
+        assert hyp.frames == sorted(hyp.frames)
+
+
+@pytest.mark.parametrize("pieces", [[1, 1, 1], [3, 4], [5, 1, 2, 7]])
+def test_resumed_search_equals_one_call(pieces: list[int]) -> None:
+    runtime = tiny_runtime(seed=1)
+    config = DecodeConfig()
+    (features,) = random_features([2 * 20], seed=1)
+    encoder_out, _ = runtime.encode(features[None], runtime.init_encoder_state(1))
+    whole = greedy_search(runtime, encoder_out, [encoder_out.shape[1]], [initial_hypothesis(runtime)], config)
+    assert whole[0].tokens
+
+    hyps = [initial_hypothesis(runtime)]
+    bounds = np.cumsum([0, *pieces, encoder_out.shape[1] - sum(pieces)])
+    for start, stop in itertools.pairwise(bounds.tolist()):
+        hyps = greedy_search(runtime, encoder_out[:, start:stop], [stop - start], hyps, config)
+    assert_same_hypothesis(hyps[0], whole[0])
+
+
+def test_search_does_not_modify_its_input() -> None:
+    runtime = tiny_runtime()
+    (features,) = random_features([16])
+    encoder_out, _ = runtime.encode(features[None], runtime.init_encoder_state(1))
+    start = initial_hypothesis(runtime)
+    greedy_search(runtime, encoder_out, [encoder_out.shape[1]], [start], DecodeConfig())
+    assert start.tokens == [] and start.num_frames == 0 and start.score == 0.0
+
+
+@pytest.mark.parametrize("max_symbols", [1, 2, 5])
+def test_max_symbols_per_frame(max_symbols: int) -> None:
+    runtime = tiny_runtime()
+    with torch.no_grad():
+        runtime.model.joint.out.bias[5] += DOMINANT_BIAS
+    features = random_features([12, 7])
+    config = DecodeConfig(max_symbols_per_frame=max_symbols)
+    for hyp, feats in zip(decode_features(runtime, features, config), features, strict=True):
+        frames = len(feats) // TIME_REDUCTION
+        assert hyp.tokens == [5] * (max_symbols * frames)
+        assert hyp.frames == [t for t in range(frames) for _ in range(max_symbols)]
+
+
+def test_suppress_unk() -> None:
+    runtime = tiny_runtime()
+    with torch.no_grad():
+        runtime.model.joint.out.bias[UNK_ID] += DOMINANT_BIAS
+    features = random_features([10, 16])
+    suppressed = decode_features(runtime, features, DecodeConfig(suppress_unk=True))
+    assert all(UNK_ID not in h.tokens for h in suppressed)
+    allowed = decode_features(runtime, features, DecodeConfig(suppress_unk=False, max_symbols_per_frame=2))
+    assert all(h.tokens and set(h.tokens) == {UNK_ID} for h in allowed)  # the bias does dominate

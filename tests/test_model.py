@@ -1,0 +1,178 @@
+"""Transducer: chunked encoding == whole utterance, state batching, predictor steps, sizes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from absl import flags
+
+from rnnt.config import (
+    AugmentConfig,
+    DataConfig,
+    DecodeConfig,
+    FeatureConfig,
+    ModelConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
+from rnnt.flags import CONFIG_FLAGS
+from rnnt.model import Transducer, count_parameters
+from rnnt.state import LstmState, select_state, stack_states, unstack_states
+from rnnt.training import RunConfig, model_config_for_summary
+
+from .conftest import REPO
+
+ATOL = 1e-5
+NUM_FRAMES = 24  # divisible by every chunk size below
+SHIPPED_SIZES = {"E4D1": 3.3e6, "E6D2": 50.8e6, "E6D2_LARGE_Batch": 53.7e6}
+SIZE_TOLERANCE = 0.02  # relative
+
+
+def tiny_config(**changes: object) -> ModelConfig:
+    base = ModelConfig(
+        vocab_size=12,
+        input_dim=20,
+        encoder_layers=3,
+        encoder_hidden=16,
+        encoder_output=14,
+        time_reduction=2,
+        reduction_after=2,
+        predictor_embed=8,
+        predictor_layers=2,
+        predictor_hidden=16,
+        predictor_output=10,
+        joint_dim=18,
+    )
+    return ModelConfig(**{**base.__dict__, **changes})
+
+
+@pytest.fixture
+def model() -> Transducer:
+    torch.manual_seed(0)
+    return Transducer(tiny_config()).eval()
+
+
+def assert_states_close(actual: LstmState, expected: LstmState) -> None:
+    torch.testing.assert_close(actual.h, expected.h, atol=ATOL, rtol=0)
+    torch.testing.assert_close(actual.c, expected.c, atol=ATOL, rtol=0)
+
+
+def encode_in_chunks(
+    model: Transducer, features: torch.Tensor, sizes: list[int]
+) -> tuple[torch.Tensor, LstmState]:
+    state = model.encoder.init_state(features.shape[0])
+    outputs, start = [], 0
+    for size in sizes:
+        out, state = model.encode(features[:, start : start + size], state)
+        outputs.append(out)
+        start += size
+    assert start == features.shape[1]
+    return torch.cat(outputs, dim=1), state
+
+
+@pytest.mark.parametrize("chunk_frames", [2, 4, 6])
+@torch.no_grad()
+def test_chunked_encoding_equals_whole(model: Transducer, chunk_frames: int) -> None:
+    torch.manual_seed(1)
+    features = torch.randn(2, NUM_FRAMES, model.config.input_dim)
+    whole, whole_state = model.encode(features)
+    chunked, chunked_state = encode_in_chunks(model, features, [chunk_frames] * (NUM_FRAMES // chunk_frames))
+    assert whole.shape == (2, NUM_FRAMES // 2, model.config.encoder_output)
+    torch.testing.assert_close(chunked, whole, atol=ATOL, rtol=0)
+    assert_states_close(chunked_state, whole_state)
+
+
+@torch.no_grad()
+def test_uneven_chunks_equal_whole(model: Transducer) -> None:
+    torch.manual_seed(2)
+    features = torch.randn(1, NUM_FRAMES, model.config.input_dim)
+    whole, whole_state = model.encode(features)
+    chunked, chunked_state = encode_in_chunks(model, features, [2, 6, 4, 2, 8, 2])
+    torch.testing.assert_close(chunked, whole, atol=ATOL, rtol=0)
+    assert_states_close(chunked_state, whole_state)
+
+
+def test_stack_unstack_round_trip() -> None:
+    torch.manual_seed(3)
+    states = [LstmState(torch.randn(3, 1, 5), torch.randn(3, 1, 5)) for _ in range(4)]
+    batched = stack_states(states)
+    assert batched.h.shape == (3, 4, 5)
+    for original, recovered in zip(states, unstack_states(batched), strict=True):
+        assert torch.equal(original.h, recovered.h)
+        assert torch.equal(original.c, recovered.c)
+    picked = select_state(batched, [2, 0])
+    assert torch.equal(picked.h, torch.cat([states[2].h, states[0].h], dim=1))
+    numpy_states = [LstmState(s.h.numpy(), s.c.numpy()) for s in states]
+    assert (stack_states(numpy_states).c == batched.c.numpy()).all()
+
+
+@torch.no_grad()
+def test_batched_streams_equal_each_alone(model: Transducer) -> None:
+    torch.manual_seed(4)
+    first, second = (torch.randn(1, 10, model.config.input_dim) for _ in range(2))
+    # Give the streams different histories, then continue both in one batch.
+    _, state_a = model.encode(first[:, :4])
+    _, state_b = model.encode(second[:, :6])
+    batched_out, batched_state = model.encode(
+        torch.cat([first[:, 4:8], second[:, 6:10]]), stack_states([state_a, state_b])
+    )
+    alone_a, new_a = model.encode(first[:, 4:8], state_a)
+    alone_b, new_b = model.encode(second[:, 6:10], state_b)
+    torch.testing.assert_close(batched_out, torch.cat([alone_a, alone_b]), atol=ATOL, rtol=0)
+    split_a, split_b = unstack_states(batched_state)
+    assert_states_close(split_a, new_a)
+    assert_states_close(split_b, new_b)
+
+
+@torch.no_grad()
+def test_predictor_steps_equal_whole_sequence(model: Transducer) -> None:
+    torch.manual_seed(5)
+    tokens = torch.randint(0, model.config.vocab_size, (3, 7))
+    whole, whole_state = model.predict(tokens)
+    state = model.predictor.init_state(3)
+    steps = []
+    for u in range(tokens.shape[1]):
+        out, state = model.predict(tokens[:, u : u + 1], state)
+        steps.append(out)
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole, atol=ATOL, rtol=0)
+    assert_states_close(state, whole_state)
+
+
+@torch.no_grad()
+def test_join_broadcasts(model: Transducer) -> None:
+    torch.manual_seed(6)
+    enc = torch.randn(2, 5, 1, model.config.encoder_output)
+    pred = torch.randn(2, 1, 3, model.config.predictor_output)
+    logits = model.join(enc, pred)
+    assert logits.shape == (2, 5, 3, model.config.vocab_size)
+    torch.testing.assert_close(logits[1, 4, 2], model.join(enc[1, 4, 0], pred[1, 0, 2]))
+
+
+def _run_config_from_flagfile(name: str, monkeypatch: pytest.MonkeyPatch) -> RunConfig:
+    """Parse a shipped flagfile into a RunConfig, on private copies of the toolkit's flags."""
+    monkeypatch.chdir(REPO)  # flagfiles include each other by repo-relative path
+    values = flags.FlagValues()
+    for holders in CONFIG_FLAGS.values():
+        for flag_name in holders:
+            values[flag_name] = copy.deepcopy(flags.FLAGS[flag_name])
+    values(["summary", f"--flagfile=flagfiles/{name}.txt"])
+    configs = {cls: cls(**{n: values[n].value for n in holders}) for cls, holders in CONFIG_FLAGS.items()}
+    return RunConfig(
+        feature=configs[FeatureConfig],
+        tokenizer=configs[TokenizerConfig],
+        model=configs[ModelConfig],
+        data=configs[DataConfig],
+        augment=configs[AugmentConfig],
+        train=configs[TrainConfig],
+        decode=configs[DecodeConfig],
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_SIZES))
+def test_shipped_model_sizes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _run_config_from_flagfile(name, monkeypatch)
+    assert config.train.name == name
+    model = Transducer(model_config_for_summary(config))
+    assert count_parameters(model) == pytest.approx(SHIPPED_SIZES[name], rel=SIZE_TOLERANCE)

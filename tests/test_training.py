@@ -1,0 +1,145 @@
+"""Training behaviour: a tiny model memorises a batch; resume after SIGKILL equals an
+uninterrupted run; two data-parallel ranks equal one rank with the whole batch."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnt import checkpoint as ckpt
+from rnnt.data import UtteranceDataset, collate, read_librispeech, write_manifest
+from rnnt.evaluation import evaluate
+from rnnt.loss import rnnt_loss
+from rnnt.runtimes.pytorch import TorchRuntime
+from rnnt.training import RunConfig, Trainer
+
+from .conftest import REPO, tiny_run_config
+
+KILL_TIMEOUT_S = 120
+
+
+def test_tiny_model_memorises_a_batch(tmp_path: Path, tiny_corpus: Path) -> None:
+    utterances = read_librispeech(tiny_corpus / "train")[:3]
+    manifest = tmp_path / "memorise.jsonl"
+    write_manifest(manifest, utterances)
+    config = tiny_run_config(
+        tmp_path,
+        tiny_corpus,
+        max_steps=250,
+        lr=1e-2,
+        warmup_steps=10,
+        batch_seconds=60.0,
+        checkpoint_every=1000,
+    )
+    data = dataclasses.replace(config.data, train_manifests=str(manifest), dev_manifest=str(manifest))
+    trainer = Trainer(dataclasses.replace(config, data=data))
+    first_loss = trainer.train_step(next(trainer._steps()))["loss"]
+    trainer.fit()
+    runtime = TorchRuntime(trainer.model)
+    result = evaluate(runtime, config.feature, trainer.tokenizer, utterances, config.decode)
+    assert result.rates.wer == 0.0, result.transcripts
+    batch = next(trainer._steps())[0]
+    outputs = trainer.model(batch.features, batch.feature_lengths, batch.targets)
+    final_loss = rnnt_loss(trainer.model, outputs, batch.targets, batch.target_lengths).mean().item()
+    assert final_loss < 0.05 * first_loss
+
+
+def _flagfile(tmp_path: Path, config: RunConfig, name: str) -> Path:
+    """Write `config` as a flagfile for train.py."""
+    lines = []
+    for section in dataclasses.fields(config):
+        for field in dataclasses.fields(getattr(config, section.name)):
+            if field.metadata.get("flag", True):
+                value = getattr(getattr(config, section.name), field.name)
+                lines.append(f"--{field.name}={str(value).lower() if isinstance(value, bool) else value}")
+    lines += [f"--name={name}", "--num_threads=1"]
+    path = tmp_path / f"{name}.flags"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _train(flagfile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "train.py", f"--flagfile={flagfile}", *extra]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return ckpt.read_checkpoint(ckpt.step_checkpoints(run_dir / "models")[-1])["model"]
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path: Path, tiny_corpus: Path) -> None:
+    config = tiny_run_config(tmp_path, tiny_corpus, max_steps=24, checkpoint_every=3)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder_dropout=0.2))
+    straight = _train(_flagfile(tmp_path, config, "straight"))
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    flagfile = _flagfile(tmp_path, config, "killed")
+    run_dir = tmp_path / "logs" / "killed"
+    process = subprocess.Popen([sys.executable, "train.py", f"--flagfile={flagfile}"], cwd=REPO)
+    deadline = time.monotonic() + KILL_TIMEOUT_S
+    while not ckpt.step_checkpoints(run_dir / "models") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    killed_at = int(ckpt.step_checkpoints(run_dir / "models")[-1].stem)
+    assert killed_at < config.train.max_steps, "the run finished before it could be killed"
+
+    resumed = _train(flagfile, "--mode=resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected, actual = _final_weights(tmp_path / "logs" / "straight"), _final_weights(run_dir)
+    for name, tensor in expected.items():
+        assert torch.equal(tensor, actual[name]), name
+
+
+def test_two_ranks_equal_one_rank_with_the_whole_batch(tmp_path: Path, tiny_corpus: Path) -> None:
+    train_changes = {"max_steps": 3, "optimizer": "sgd", "lr": 0.05, "warmup_steps": 1, "batch_seconds": 24.0}
+    config = tiny_run_config(tmp_path, tiny_corpus, **train_changes)
+    one = _train(_flagfile(tmp_path, config, "one"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533"]
+    two = subprocess.run(
+        [*torchrun, "train.py", f"--flagfile={_flagfile(tmp_path, config, 'two')}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_weights, two_weights = (
+        _final_weights(tmp_path / "logs" / "one"),
+        _final_weights(tmp_path / "logs" / "two"),
+    )
+    assert any(not torch.equal(w, one_weights[n]) for n, w in _initial_weights(config).items()), (
+        "nothing trained"
+    )
+    for name, tensor in one_weights.items():
+        torch.testing.assert_close(two_weights[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    assert _loss(config, one_weights) == pytest.approx(_loss(config, two_weights), rel=1e-4)
+
+
+def _trainer(config: RunConfig, name: str) -> Trainer:
+    return Trainer(dataclasses.replace(config, train=dataclasses.replace(config.train, name=name)))
+
+
+def _initial_weights(config: RunConfig) -> dict[str, torch.Tensor]:
+    return _trainer(config, "init").model.state_dict()
+
+
+def _loss(config: RunConfig, weights: dict[str, torch.Tensor]) -> float:
+    """Mean RNN-T loss of `weights` on the first four training utterances."""
+    trainer = _trainer(config, "eval")
+    trainer.model.load_state_dict(weights)
+    dataset = UtteranceDataset(trainer.train_utterances, config.feature, trainer.tokenizer)
+    batch = collate([dataset[(index, 0)] for index in range(4)])
+    assert batch is not None
+    with torch.no_grad():
+        outputs = trainer.model(batch.features, batch.feature_lengths, batch.targets)
+        return rnnt_loss(trainer.model, outputs, batch.targets, batch.target_lengths).mean().item()
