@@ -27,20 +27,23 @@ KILL_TIMEOUT_S = 120
 
 
 def test_tiny_model_memorises_a_batch(tmp_path: Path, tiny_corpus: Path) -> None:
-    utterances = read_librispeech(tiny_corpus / "train")[:3]
+    utterances = sorted(read_librispeech(tiny_corpus / "train"), key=lambda u: u.duration)[:3]
     manifest = tmp_path / "memorise.jsonl"
     write_manifest(manifest, utterances)
     config = tiny_run_config(
         tmp_path,
         tiny_corpus,
-        max_steps=250,
-        lr=1e-2,
+        max_steps=300,
+        lr=5e-3,
         warmup_steps=10,
         batch_seconds=60.0,
         checkpoint_every=1000,
     )
     data = dataclasses.replace(config.data, train_manifests=str(manifest), dev_manifest=str(manifest))
-    trainer = Trainer(dataclasses.replace(config, data=data))
+    width = 96
+    sizes = {"encoder_hidden": width, "encoder_output": width, "predictor_hidden": width, "joint_dim": width}
+    model = dataclasses.replace(config.model, predictor_output=width, **sizes)
+    trainer = Trainer(dataclasses.replace(config, data=data, model=model))
     first_loss = trainer.train_step(next(trainer._steps()))["loss"]
     trainer.fit()
     runtime = TorchRuntime(trainer.model)
