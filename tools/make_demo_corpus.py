@@ -51,9 +51,34 @@ flags.DEFINE_float("max_gain_db", 6.0, "Random gain in [-max_gain_db, +max_gain_
 flags.DEFINE_integer("jobs", 2, "Worker processes.")
 
 SPLITS = ("train", "dev", "test")
-_PARAM_FLAG_NAMES = """seed num_dev_sentences num_test_sentences num_train_speakers num_dev_speakers num_test_speakers
-    renderings max_train_utterances noise_prob min_snr_db max_snr_db max_gain_db fortunes_dir"""
-PARAM_FLAGS = tuple(_PARAM_FLAG_NAMES.split())  # flags that determine the corpus content
+PARAM_FLAGS = (  # flags that determine the corpus content
+    "seed",
+    "num_dev_sentences",
+    "num_test_sentences",
+    "num_train_speakers",
+    "num_dev_speakers",
+    "num_test_speakers",
+    "renderings",
+    "max_train_utterances",
+    "noise_prob",
+    "min_snr_db",
+    "max_snr_db",
+    "max_gain_db",
+    "fortunes_dir",
+)
+SPEAKER_COLUMNS = (
+    "speaker_id",
+    "split",
+    "engine",
+    "voice",
+    "variant",
+    "rate",
+    "pitch",
+    "noise_kind",
+    "noise_prob",
+    "min_snr_db",
+    "max_snr_db",
+)
 REQUIRED_TOOLS = ("espeak-ng", "flite", "sox")
 GENERATOR_VERSION = 1
 STAMP_FILE = ".complete.json"
@@ -407,7 +432,7 @@ def synthesize_16k(utterance: Utterance, workdir: Path) -> np.ndarray:
     text_file.write_text(utterance.text + "\n")
     synthesize(speaker.engine, speaker.voice, speaker.variant, speaker.rate, speaker.pitch, text_file, wav)
     cmd = ["sox", str(wav), "-e", "floating-point", "-b", "32", "-c", "1", str(resampled)]
-    subprocess.run(cmd + ["rate", "-h", str(SAMPLE_RATE)], check=True, capture_output=True)
+    subprocess.run([*cmd, "rate", "-h", str(SAMPLE_RATE)], check=True, capture_output=True)
     audio, _ = sf.read(resampled, dtype="float32")
     return audio
 
@@ -479,11 +504,10 @@ def remove_temporary_files(output_dir: Path) -> None:
 
 def write_speakers(output_dir: Path, speakers: Iterable[Speaker]) -> None:
     """speakers.tsv with the TTS and noise settings of every speaker."""
-    header = "speaker_id\tsplit\tengine\tvoice\tvariant\trate\tpitch\tnoise_kind\tnoise_prob\tmin_snr_db\tmax_snr_db"
-    rows = [header]
+    rows = ["\t".join(SPEAKER_COLUMNS)]
     for s in speakers:
         fields = (s.speaker_id, s.split, s.engine, s.voice, s.variant or "-", s.rate, s.pitch, s.noise_kind)
-        rows.append("\t".join(map(str, fields + (FLAGS.noise_prob, FLAGS.min_snr_db, FLAGS.max_snr_db))))
+        rows.append("\t".join(map(str, (*fields, FLAGS.noise_prob, FLAGS.min_snr_db, FLAGS.max_snr_db))))
     write_atomic(output_dir / SPEAKERS_FILE, "\n".join(rows) + "\n")
 
 
@@ -507,7 +531,9 @@ def generation_params() -> dict:
     return {"generator_version": GENERATOR_VERSION, **{name: FLAGS[name].value for name in PARAM_FLAGS}}
 
 
-def plan_corpus(sentence_sets: dict[str, list[str]], voice_pool: dict, seed: int) -> tuple[list, list]:
+def plan_corpus(
+    sentence_sets: dict[str, list[str]], voice_pool: dict, seed: int
+) -> tuple[list[Speaker], list[Utterance]]:
     """All speakers and utterances of the corpus, decided before any audio is rendered."""
     combinations = split_combinations(
         voice_pool["espeak_voices"], voice_pool["espeak_variants"], voice_pool["flite_voices"], seed
@@ -517,7 +543,8 @@ def plan_corpus(sentence_sets: dict[str, list[str]], voice_pool: dict, seed: int
         "dev": FLAGS.num_dev_speakers,
         "test": FLAGS.num_test_speakers,
     }
-    speakers, utterances = [], []
+    speakers: list[Speaker] = []
+    utterances: list[Utterance] = []
     for split in SPLITS:
         split_speakers = make_speakers(split, combinations[split], counts[split], seed)
         pairs = assign_speakers(split, sentence_sets[split], split_speakers, seed)
