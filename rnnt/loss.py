@@ -34,14 +34,30 @@ def rnnt_loss(model: Transducer, outputs: TrainingOutputs, targets: Tensor, targ
     enc = outputs.encoder_out[:, :max_frames, None, :]
     pred = outputs.predictor_out[:, None, : max_tokens + 1, :]
     logits = model.join(enc, pred).float()
+    return reduced_rnnt_loss(logits, targets[:, :max_tokens], outputs.encoder_lengths, target_lengths)
+
+
+def reduced_rnnt_loss(logits: Tensor, targets: Tensor, logit_lengths: Tensor, target_lengths: Tensor) -> Tensor:
+    """torchaudio's RNN-T loss, (B,), fed only the two log-probabilities it uses.
+
+    The transducer lattice visits, at node (t, u), only log p(blank) and log p(y_{u+1}).
+    Gathering those from (B, T', U+1, V) logits and running torchaudio's recursion on a
+    (B, T', U+1, 2) tensor gives the same loss and gradients (tested) about 3x faster on
+    CPU than `fused_log_softmax` over all V, whose kernel dominates a CPU training step.
+    """
+    normalizer = torch.logsumexp(logits, dim=-1)
+    next_token = torch.nn.functional.pad(targets.long(), (0, 1), value=BLANK_ID)
+    index = next_token[:, None, :, None].expand(logits.shape[0], logits.shape[1], -1, 1)
+    label = logits.gather(-1, index).squeeze(-1)
+    log_probs = torch.stack([logits[..., BLANK_ID] - normalizer, label - normalizer], dim=-1)
     return torchaudio.functional.rnnt_loss(
-        logits,
-        targets[:, :max_tokens].int(),
-        outputs.encoder_lengths.int(),
+        log_probs,
+        torch.ones_like(targets, dtype=torch.int32),  # class 1 of the reduced lattice is "the next token"
+        logit_lengths.int(),
         target_lengths.int(),
-        blank=BLANK_ID,
+        blank=0,
         reduction="none",
-        fused_log_softmax=True,
+        fused_log_softmax=False,
     )
 
 

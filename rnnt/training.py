@@ -290,17 +290,17 @@ class Trainer:
                 for t in (batch.features, batch.feature_lengths, batch.targets, batch.target_lengths)
             ]
             features, feature_lengths, targets, target_lengths = batch_on_device
-            with self._autocast():
+            with self._autocast():  # the joint too; rnnt_loss casts its logits to float32
                 outputs = self.model(features, feature_lengths, targets)
-            values = transducer_backward(
-                self.model,
-                outputs,
-                targets,
-                target_lengths,
-                normalizer,
-                train.ctc_weight,
-                train.joint_sub_batch,
-            )
+                values = transducer_backward(
+                    self.model,
+                    outputs,
+                    targets,
+                    target_lengths,
+                    normalizer,
+                    train.ctc_weight,
+                    train.joint_sub_batch,
+                )
             rnnt_total += values.transducer
             ctc_total += values.ctc
             audio += batch.audio_seconds

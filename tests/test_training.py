@@ -146,3 +146,22 @@ def _loss(config: RunConfig, weights: dict[str, torch.Tensor]) -> float:
     with torch.no_grad():
         outputs = trainer.model(batch.features, batch.feature_lengths, batch.targets)
         return rnnt_loss(trainer.model, outputs, batch.targets, batch.target_lengths).mean().item()
+
+
+def test_reduced_rnnt_loss_equals_torchaudio_over_the_full_vocabulary() -> None:
+    import torchaudio
+
+    from rnnt.loss import reduced_rnnt_loss
+
+    torch.manual_seed(0)
+    batch, frames, tokens, vocab = 4, 9, 5, 13
+    logits = torch.randn(batch, frames, tokens + 1, vocab, requires_grad=True)
+    targets = torch.randint(1, vocab, (batch, tokens), dtype=torch.int32)
+    logit_lengths = torch.tensor([9, 7, 5, 9], dtype=torch.int32)
+    target_lengths = torch.tensor([5, 3, 4, 1], dtype=torch.int32)
+    full = torchaudio.functional.rnnt_loss(logits, targets, logit_lengths, target_lengths, blank=0, reduction="none")
+    (full_grad,) = torch.autograd.grad(full.sum(), logits)
+    reduced = reduced_rnnt_loss(logits, targets, logit_lengths, target_lengths)
+    (reduced_grad,) = torch.autograd.grad(reduced.sum(), logits)
+    torch.testing.assert_close(reduced, full)
+    torch.testing.assert_close(reduced_grad, full_grad, rtol=1e-4, atol=1e-5)
