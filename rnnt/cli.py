@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rnnt.audio import AudioError
+from rnnt.runtimes import ModelLoadError
 
 log = logging.getLogger("rnnt")
 
@@ -42,7 +43,7 @@ def tune_malloc() -> None:
 
 def expected_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input rather than a bug."""
-    errors: list[type[BaseException]] = [AudioError, FileNotFoundError, ValueError]
+    errors: list[type[BaseException]] = [AudioError, ModelLoadError, FileNotFoundError, ValueError]
     try:
         from rnnt.checkpoint import CheckpointError
         from rnnt.data import DataError

@@ -37,7 +37,9 @@ def rnnt_loss(model: Transducer, outputs: TrainingOutputs, targets: Tensor, targ
     return reduced_rnnt_loss(logits, targets[:, :max_tokens], outputs.encoder_lengths, target_lengths)
 
 
-def reduced_rnnt_loss(logits: Tensor, targets: Tensor, logit_lengths: Tensor, target_lengths: Tensor) -> Tensor:
+def reduced_rnnt_loss(
+    logits: Tensor, targets: Tensor, logit_lengths: Tensor, target_lengths: Tensor
+) -> Tensor:
     """torchaudio's RNN-T loss, (B,), fed only the two log-probabilities it uses.
 
     The transducer lattice visits, at node (t, u), only log p(blank) and log p(y_{u+1}).

@@ -1,5 +1,119 @@
-"""Backends that run the three exported networks behind `rnnt.decoding.Runtime`.
+"""Backends that run the three networks behind `rnnt.decoding.Runtime`, and their loader.
 
 Each backend lives in its own module and imports only its own runtime package, so the
-ONNX Runtime and OpenVINO backends deploy without torch.
+ONNX Runtime and OpenVINO backends deploy with numpy + the runtime, without torch.
+
+A model is either a checkpoint file (`*.pt`, torch backend only) or an export directory
+written by `export_onnx.py`:
+
+    DIR/config.json         {"format": EXPORT_FORMAT, "feature": {...}, "model": {...}, "decode": {...}}
+    DIR/tokenizer.model     sentencepiece model
+    DIR/{encoder,decoder,joint}.onnx          (+ .int8.onnx with --int8)
+    DIR/openvino/{encoder,decoder,joint}.xml  (+ .bin; + openvino/int8/ with --int8)
 """
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, from_dict
+from rnnt.decoding import Runtime
+from rnnt.tokenizer import Tokenizer
+
+BACKENDS = ("torch", "onnx", "openvino")
+PRECISIONS = ("fp32", "int8")
+EXPORT_FORMAT = "rnnt-export-1"
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.model"
+
+
+class ModelLoadError(Exception):
+    """A model path or backend that cannot be used; the message says why."""
+
+
+@dataclass
+class LoadedModel:
+    """A runtime plus everything needed around it to turn audio into text."""
+
+    runtime: Runtime
+    features: FeatureConfig
+    model: ModelConfig
+    tokenizer: Tokenizer
+    decode: DecodeConfig
+
+
+def load_model(
+    path: str | Path, backend: str = "torch", precision: str = "fp32", threads: int = 0
+) -> LoadedModel:
+    """Load a checkpoint (torch) or an export directory (any backend).
+
+    `threads` sets the encoder's intra-op threads (0: the backend's default for this
+    machine); predictor and joint always run on one thread (tiny, latency-bound calls).
+    """
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"unknown precision {precision!r} (one of {', '.join(PRECISIONS)})")
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such model file or directory")
+    if path.is_file():
+        return _load_checkpoint(path, backend, precision, threads)
+    return _load_export(path, backend, precision, threads)
+
+
+def _load_checkpoint(path: Path, backend: str, precision: str, threads: int) -> LoadedModel:
+    if backend != "torch" or precision != "fp32":
+        raise ModelLoadError(
+            f"{path}: a checkpoint runs on --backend=torch fp32; export it for {backend} {precision}"
+        )
+    try:
+        import torch
+
+        from rnnt.checkpoint import load_bundle
+        from rnnt.runtimes.pytorch import TorchRuntime
+    except ImportError as error:
+        raise ModelLoadError(f"the torch backend needs PyTorch installed ({error})") from error
+    if threads:
+        torch.set_num_threads(threads)
+    bundle = load_bundle(path)
+    return LoadedModel(
+        TorchRuntime(bundle.model), bundle.features, bundle.model.config, bundle.tokenizer, bundle.decode
+    )
+
+
+def read_export_config(directory: Path) -> dict:
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise ModelLoadError(f"{directory}: not an export directory (no {CONFIG_FILE}); run export_onnx.py")
+    config = json.loads(config_path.read_text())
+    if config.get("format") != EXPORT_FORMAT:
+        raise ModelLoadError(f"{config_path}: unknown export format {config.get('format')!r}")
+    return config
+
+
+def _load_export(directory: Path, backend: str, precision: str, threads: int) -> LoadedModel:
+    config = read_export_config(directory)
+    model_config = from_dict(ModelConfig, config["model"])
+    runtime: Runtime
+    if backend == "onnx":
+        from rnnt.runtimes.ort import OnnxRuntime
+
+        runtime = OnnxRuntime(directory, model_config, precision, threads)
+    elif backend == "openvino":
+        from rnnt.runtimes.ov import OpenVinoRuntime
+
+        runtime = OpenVinoRuntime(directory, model_config, precision, threads)
+    else:
+        raise ModelLoadError(
+            f"{directory}: the torch backend takes a checkpoint file, not an export directory"
+        )
+    return LoadedModel(
+        runtime,
+        from_dict(FeatureConfig, config["feature"]),
+        model_config,
+        Tokenizer.load(directory / TOKENIZER_FILE),
+        from_dict(DecodeConfig, config.get("decode", {})),
+    )
