@@ -1,9 +1,11 @@
 """Transducer search over any runtime (PyTorch, ONNX Runtime, OpenVINO), in numpy.
 
 The search only calls the runtime's three networks, so one implementation serves
-evaluation, streaming and every backend. It is resumable: pass back the hypotheses a call
-returned and the next chunk's encoder frames continue them.
-Shapes: B streams, T' encoder frames, E encoder width, P predictor width, V vocab.
+evaluation, streaming and every backend. It is resumable: pass back the beams a call
+returned and the next chunk's encoder frames continue them. A beam is a stream's list of
+hypotheses, best first (one hypothesis for greedy search).
+Shapes: B streams, T' encoder frames, E encoder width, P predictor width, V vocab,
+N hypotheses.
 """
 
 from __future__ import annotations
@@ -65,6 +67,16 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def _log_probs(
+    runtime: Runtime, encoder_out: np.ndarray, predictor_out: np.ndarray, config: DecodeConfig
+) -> np.ndarray:
+    """(N, E) and (N, P) -> (N, V) log-probabilities, <unk> at -inf if suppressed."""
+    logp = log_softmax(runtime.join(encoder_out, predictor_out))
+    if config.suppress_unk:
+        logp[:, UNK_ID] = -np.inf
+    return logp
+
+
 def greedy_search(
     runtime: Runtime,
     encoder_out: np.ndarray,
@@ -83,9 +95,7 @@ def greedy_search(
             if not active:
                 break
             pred = np.stack([out[b].predictor_out for b in active])
-            logp = log_softmax(runtime.join(encoder_out[active, t], pred))
-            if config.suppress_unk:
-                logp[:, UNK_ID] = -np.inf
+            logp = _log_probs(runtime, encoder_out[active, t], pred, config)
             best = logp.argmax(axis=1)
             for row, b in enumerate(active):
                 out[b].score += float(logp[row, best[row]])
@@ -129,26 +139,125 @@ def _advance_frame(hyp: Hypothesis) -> None:
     hyp.trailing_blanks = 0 if hyp.trailing_blanks < 0 else hyp.trailing_blanks + 1
 
 
+def beam_search(
+    runtime: Runtime,
+    encoder_out: np.ndarray,
+    lengths: Sequence[int],
+    beams: Sequence[Sequence[Hypothesis]],
+    config: DecodeConfig,
+) -> list[list[Hypothesis]]:
+    """Batched modified beam search (k2/icefall): at most one token per frame and hypothesis.
+
+    Each stream keeps its `config.beam_size` best hypotheses; two that reach the same
+    tokens are merged by log-adding their scores. Per frame, one `join` scores every
+    hypothesis of every stream and one `predict` runs for the new token prefixes only (a
+    blank extension keeps its predictor output). `max_symbols_per_frame` does not apply.
+    `encoder_out` (B, T', E) holds B streams' next frames, `lengths[b]` of them valid.
+    """
+    out = [list(beam) for beam in beams]
+    for t in range(encoder_out.shape[1]):
+        active = [b for b in range(len(out)) if t < lengths[b]]
+        if not active:
+            break
+        log_probs = _beam_log_probs(runtime, encoder_out[active, t], [out[b] for b in active], config)
+        extensions: list[tuple[Hypothesis, int]] = []
+        for b, logp in zip(active, log_probs, strict=True):
+            out[b] = _beam_step(out[b], logp, config.beam_size, extensions)
+        _extend(runtime, [hyp for hyp, _ in extensions], [token for _, token in extensions])
+        for b in active:
+            for hyp in out[b]:
+                _advance_frame(hyp)
+    return out
+
+
+def _beam_log_probs(
+    runtime: Runtime, frames: np.ndarray, beams: Sequence[Sequence[Hypothesis]], config: DecodeConfig
+) -> list[np.ndarray]:
+    """One frame (S, E) of S streams -> each stream's (N, V) log-probs, in one `join`."""
+    sizes = [len(beam) for beam in beams]
+    pred = np.stack([hyp.predictor_out for beam in beams for hyp in beam])
+    logp = _log_probs(runtime, np.repeat(frames, sizes, axis=0), pred, config)
+    return np.split(logp, np.cumsum(sizes)[:-1])
+
+
+def _beam_step(
+    beam: Sequence[Hypothesis],
+    logp: np.ndarray,
+    beam_size: int,
+    extensions: list[tuple[Hypothesis, int]],
+) -> list[Hypothesis]:
+    """One frame of one stream: the `beam_size` best extensions of `beam`, best first.
+
+    `logp` (N, V) scores the frame for each hypothesis. Token extensions are returned
+    without their token and listed in `extensions` for one batched predictor call.
+    """
+    scores = np.array([hyp.score for hyp in beam])[:, None] + logp
+    blank = scores[:, BLANK_ID].copy()  # keep the tokens: the frame passes
+    scores[:, BLANK_ID] = -np.inf
+    _merge_duplicates(beam, blank, scores)
+    candidates = np.concatenate([blank, scores.ravel()])
+    new_beam = []
+    for index in _top_k(candidates, beam_size):
+        row, token = (index, BLANK_ID) if index < len(beam) else divmod(index - len(beam), logp.shape[1])
+        hyp = _copy(beam[row])
+        hyp.score = float(candidates[index])
+        if token != BLANK_ID:
+            extensions.append((hyp, int(token)))
+        new_beam.append(hyp)
+    return new_beam
+
+
+def _merge_duplicates(beam: Sequence[Hypothesis], blank: np.ndarray, scores: np.ndarray) -> None:
+    """Fold "prefix + its next token" into the blank extension with the same tokens.
+
+    In one frame, hypothesis j reaches hypothesis i's tokens only when j's tokens are i's
+    without the last one, so these are all the duplicates; merging them before choosing
+    the best keeps the beam exact. The merged hypothesis keeps i's timestamps.
+    """
+    rows = {tuple(hyp.tokens): i for i, hyp in enumerate(beam)}
+    for i, hyp in enumerate(beam):
+        j = rows.get(tuple(hyp.tokens[:-1])) if hyp.tokens else None
+        if j is not None:
+            blank[i] = np.logaddexp(blank[i], scores[j, hyp.tokens[-1]])
+            scores[j, hyp.tokens[-1]] = -np.inf
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the (at most) k highest finite scores, highest first, ties by index."""
+    chosen = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else np.arange(len(scores))
+    ordered = chosen[np.lexsort((chosen, -scores[chosen]))]
+    return ordered[np.isfinite(scores[ordered])]
+
+
 def decode_features(
     runtime: Runtime, features: Sequence[np.ndarray], config: DecodeConfig
 ) -> list[Hypothesis]:
-    """Offline search over whole utterances' features (each (T, D)), batched."""
+    """Offline search over whole utterances' features (each (T, D)), batched; the best each."""
     lengths = [len(f) for f in features]
     padded = np.zeros((len(features), max(lengths), features[0].shape[1]), dtype=np.float32)
     for i, f in enumerate(features):
         padded[i, : len(f)] = f
     encoder_out, _ = runtime.encode(padded, runtime.init_encoder_state(len(features)))
     encoder_lengths = [length // runtime.time_reduction for length in lengths]
-    start = initial_hypothesis(runtime)
-    return search(runtime, encoder_out, encoder_lengths, [start] * len(features), config)
+    start = [initial_hypothesis(runtime)]
+    beams = search(runtime, encoder_out, encoder_lengths, [start] * len(features), config)
+    return [beam[0] for beam in beams]
 
 
 def search(
     runtime: Runtime,
     encoder_out: np.ndarray,
     lengths: Sequence[int],
-    hyps: Sequence[Hypothesis],
+    beams: Sequence[Sequence[Hypothesis]],
     config: DecodeConfig,
-) -> list[Hypothesis]:
-    """The configured search: greedy (beam 1) for now."""
-    return greedy_search(runtime, encoder_out, lengths, hyps, config)
+) -> list[list[Hypothesis]]:
+    """Continue each stream's beam over its next frames: greedy for beam_size 1, else beam.
+
+    Greedy search continues the best hypothesis of each beam and returns one-element beams.
+    """
+    if config.beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, got {config.beam_size}")
+    if config.beam_size > 1:
+        return beam_search(runtime, encoder_out, lengths, beams, config)
+    best = greedy_search(runtime, encoder_out, lengths, [beam[0] for beam in beams], config)
+    return [[hyp] for hyp in best]

@@ -27,6 +27,21 @@ PRECISIONS = ("fp32", "int8")
 EXPORT_FORMAT = "rnnt-export-1"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.model"
+OPENVINO_DIR = "openvino"
+INT8_DIR = "int8"  # OpenVINO int8 IR, under OPENVINO_DIR
+
+# The three graphs and their tensor names (states mirror `LstmState`'s fields).
+GRAPHS = ("encoder", "decoder", "joint")
+GRAPH_INPUTS = {
+    "encoder": ("features", "h", "c"),  # (B, T, D) float32, (layers, B, H) x 2
+    "decoder": ("tokens", "h", "c"),  # (B, 1) int64, (layers, B, H) x 2
+    "joint": ("encoder_out", "predictor_out"),  # (N, E), (N, P)
+}
+GRAPH_OUTPUTS = {
+    "encoder": ("encoder_out", "h_out", "c_out"),  # (B, T', E), (layers, B, H) x 2
+    "decoder": ("predictor_out", "h_out", "c_out"),  # (B, 1, P), (layers, B, H) x 2
+    "joint": ("logits",),  # (N, V)
+}
 
 
 class ModelLoadError(Exception):
@@ -82,6 +97,23 @@ def _load_checkpoint(path: Path, backend: str, precision: str, threads: int) -> 
     return LoadedModel(
         TorchRuntime(bundle.model), bundle.features, bundle.model.config, bundle.tokenizer, bundle.decode
     )
+
+
+def graph_file(directory: Path, backend: str, graph: str, precision: str) -> Path:
+    """Where an export directory keeps `graph` for `backend` ("onnx" or "openvino")."""
+    if backend == "onnx":
+        return directory / (f"{graph}.onnx" if precision == "fp32" else f"{graph}.{precision}.onnx")
+    folder = directory / OPENVINO_DIR
+    return (folder if precision == "fp32" else folder / INT8_DIR) / f"{graph}.xml"
+
+
+def existing_graph_file(directory: Path, backend: str, graph: str, precision: str) -> Path:
+    """`graph_file`, or ModelLoadError naming the missing file."""
+    path = graph_file(directory, backend, graph, precision)
+    if not path.is_file():
+        hint = " (export with --int8)" if precision != "fp32" else ""
+        raise ModelLoadError(f"{path}: missing from the export directory{hint}")
+    return path
 
 
 def read_export_config(directory: Path) -> dict:

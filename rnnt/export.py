@@ -1,0 +1,372 @@
+"""Export a checkpoint as three ONNX graphs and OpenVINO IR, then check them against PyTorch.
+
+Writes the export directory `rnnt.runtimes` describes. Recurrent states are explicit graph
+inputs and outputs named after `LstmState`'s fields (`h`, `c` -> `h_out`, `c_out`), so a
+stream resumes by feeding back what a graph returned. After writing, every exported
+runtime runs real features through two consecutive encoder chunks, two predictor steps
+and the joint, and must match PyTorch; `config.json` is written only when it does, so a
+failed export is never loadable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import Tensor, nn
+
+from rnnt.audio import load_audio
+from rnnt.checkpoint import ModelBundle, load_bundle
+from rnnt.config import BLANK_ID, FeatureConfig
+from rnnt.decoding import Runtime
+from rnnt.features import compute_features
+from rnnt.model import Transducer
+from rnnt.runtimes import (
+    CONFIG_FILE,
+    EXPORT_FORMAT,
+    GRAPH_INPUTS,
+    GRAPH_OUTPUTS,
+    GRAPHS,
+    TOKENIZER_FILE,
+    graph_file,
+)
+from rnnt.runtimes.pytorch import TorchRuntime
+from rnnt.state import LstmState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 20  # the newest opset the TorchScript exporter writes
+FP32_TOLERANCE = 1e-4  # largest abs difference from PyTorch in any output or state
+TRACE_BATCH = 2  # example batch for tracing: not 1, so that nothing specialises to it
+TRACE_FRAMES = 8  # example input frames for tracing (times the time reduction)
+PARITY_SECONDS = 4.0  # audio checked by the parity test
+PARITY_TOKENS = ((BLANK_ID, 2, 3), (4, 5, 6))  # two predictor steps over three streams
+# Linear layers of 3-D inputs export as MatMul; the joint's 2-D ones as Gemm, which ONNX
+# Runtime's dynamic quantisation does not cover (it is a few hundred MACs per call anyway).
+INT8_OP_TYPES = ["LSTM", "MatMul", "Gather"]
+VARIANTS = (("onnx", "fp32"), ("openvino", "fp32"))
+INT8_VARIANTS = (("onnx", "int8"), ("openvino", "int8"))
+
+
+class ExportError(Exception):
+    """Exported graphs that do not reproduce the PyTorch model; the message says where."""
+
+    def __init__(self, message: str, report: ExportReport | None = None):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """How far one exported graph on one runtime is from PyTorch."""
+
+    backend: str  # onnx or openvino
+    precision: str  # fp32 or int8
+    graph: str  # encoder, decoder or joint
+    max_abs_diff: float  # over every output and state of the parity run
+    tolerance: float | None  # None: reported, not enforced (int8)
+
+    @property
+    def passed(self) -> bool:
+        within = self.tolerance is None or self.max_abs_diff <= self.tolerance
+        return bool(np.isfinite(self.max_abs_diff)) and within
+
+    def describe(self) -> str:
+        bound = "report only" if self.tolerance is None else f"tolerance {self.tolerance:.0e}"
+        return (
+            f"{self.graph} on {self.backend} {self.precision} differs from PyTorch by "
+            f"{self.max_abs_diff:.2e} ({bound})"
+        )
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and how closely each runtime matched PyTorch."""
+
+    output_dir: Path
+    opset: int
+    files: list[Path] = field(default_factory=list)
+    parity: list[ParityResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. what became of OpenVINO int8
+
+
+def export(
+    source: str | Path | ModelBundle,
+    output_dir: str | Path,
+    int8: bool = False,
+    opset: int = DEFAULT_OPSET,
+    parity_audio: str | Path | None = None,
+) -> ExportReport:
+    """Export a checkpoint (path or loaded bundle) to `output_dir` and check parity.
+
+    `parity_audio` is a recording for the parity check (default: synthetic speech).
+    Raises `ExportError` when a runtime differs from PyTorch beyond tolerance.
+    """
+    bundle = source if isinstance(source, ModelBundle) else load_bundle(source)
+    model = bundle.model.eval()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / CONFIG_FILE).unlink(missing_ok=True)  # an old export's, until parity holds
+    config = export_config(bundle)
+    report = ExportReport(output_dir, opset)
+    report.files += export_onnx(model, output_dir, opset, config)
+    bundle.tokenizer.save(output_dir / TOKENIZER_FILE)
+    report.files += [output_dir / TOKENIZER_FILE, *export_openvino(output_dir, "fp32")]
+    variants = list(VARIANTS)
+    if int8:
+        report.files += quantize_onnx(output_dir, config)
+        report.files += export_openvino(output_dir, "int8")
+        report.notes.append("openvino int8: the ONNX Runtime int8 graphs converted")
+        variants += INT8_VARIANTS
+    features = parity_features(bundle.features, parity_audio)
+    report.parity = check_parity(model, output_dir, features, variants)
+    failed = [result for result in report.parity if not result.passed]
+    if failed:
+        raise ExportError("; ".join(result.describe() for result in failed), report)
+    (output_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    report.files.append(output_dir / CONFIG_FILE)
+    return report
+
+
+def export_config(bundle: ModelBundle) -> dict[str, Any]:
+    """config.json's content, also stored as each ONNX graph's metadata."""
+    return {
+        "format": EXPORT_FORMAT,
+        "feature": dataclasses.asdict(bundle.features),
+        "model": dataclasses.asdict(bundle.model.config),
+        "decode": dataclasses.asdict(bundle.decode),
+    }
+
+
+class _EncoderGraph(nn.Module):
+    def __init__(self, model: Transducer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out, state = self.model.encode(features, LstmState(h, c))
+        return out, state.h, state.c
+
+
+class _DecoderGraph(nn.Module):
+    def __init__(self, model: Transducer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out, state = self.model.predict(tokens, LstmState(h, c))
+        return out, state.h, state.c
+
+
+class _JointGraph(nn.Module):
+    def __init__(self, model: Transducer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, encoder_out: Tensor, predictor_out: Tensor) -> Tensor:
+        return self.model.join(encoder_out, predictor_out)
+
+
+def _graphs(model: Transducer) -> dict[str, tuple[nn.Module, tuple[Tensor, ...], dict[str, dict[int, str]]]]:
+    """Each graph's module, example inputs and dynamic axes."""
+    config = model.config
+    frames = TRACE_FRAMES * config.time_reduction
+    encoder_state = model.encoder.init_state(TRACE_BATCH)
+    predictor_state = model.predictor.init_state(TRACE_BATCH)
+    state_axes = {name: {1: "batch"} for name in ("h", "c", "h_out", "c_out")}
+    return {
+        "encoder": (
+            _EncoderGraph(model),
+            (torch.zeros(TRACE_BATCH, frames, config.input_dim), *encoder_state),
+            {"features": {0: "batch", 1: "frames"}, "encoder_out": {0: "batch", 1: "encoder_frames"}}
+            | state_axes,
+        ),
+        "decoder": (
+            _DecoderGraph(model),
+            (torch.zeros(TRACE_BATCH, 1, dtype=torch.int64), *predictor_state),
+            {"tokens": {0: "batch"}, "predictor_out": {0: "batch"}} | state_axes,
+        ),
+        "joint": (
+            _JointGraph(model),
+            (torch.zeros(TRACE_BATCH, config.encoder_output), torch.zeros(TRACE_BATCH, config.predictor_output)),
+            {"encoder_out": {0: "rows"}, "predictor_out": {0: "rows"}, "logits": {0: "rows"}},
+        ),
+    }
+
+
+def export_onnx(model: Transducer, output_dir: Path, opset: int, config: dict[str, Any]) -> list[Path]:
+    """The three fp32 graphs, with `config` as their metadata.
+
+    The TorchScript exporter (dynamo=False): it maps nn.LSTM to ONNX LSTM with dynamic
+    batch and time. The torch.export one needs onnxscript, took 16 s per graph here and
+    declared the encoder's reduced time axis static.
+    """
+    paths = []
+    for name, (module, example, dynamic_axes) in _graphs(model).items():
+        path = graph_file(output_dir, "onnx", name, "fp32")
+        with warnings.catch_warnings():
+            # nn.LSTM's argument checks, on traced sizes; the states are graph inputs.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.nn\.modules\.rnn")
+            warnings.filterwarnings("ignore", message=r"Exporting a model to ONNX with a batch_size other than 1")
+            warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based ONNX export")
+            warnings.filterwarnings("ignore", message=r"The feature will be removed")
+            torch.onnx.export(
+                module,
+                example,
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=list(GRAPH_INPUTS[name]),
+                output_names=list(GRAPH_OUTPUTS[name]),
+                dynamic_axes=dynamic_axes,
+            )
+        _set_metadata(path, config)
+        paths.append(path)
+        log.info("wrote %s", path)
+    return paths
+
+
+def _set_metadata(path: Path, config: dict[str, Any]) -> None:
+    graph = onnx.load(str(path))
+    del graph.metadata_props[:]
+    for key, value in config.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(path))
+
+
+def quantize_onnx(output_dir: Path, config: dict[str, Any]) -> list[Path]:
+    """`*.int8.onnx`: ONNX Runtime dynamic quantisation (int8 weights, per-call activation scales).
+
+    Signed int8 weights: on CPUs with VNNI it is as fast as uint8 and more accurate.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    paths = []
+    for name in GRAPHS:
+        path = graph_file(output_dir, "onnx", name, "int8")
+        quantize_dynamic(
+            graph_file(output_dir, "onnx", name, "fp32"),
+            path,
+            op_types_to_quantize=INT8_OP_TYPES,
+            weight_type=QuantType.QInt8,
+        )
+        _set_metadata(path, config)
+        paths.append(path)
+        log.info("wrote %s", path)
+    return paths
+
+
+def export_openvino(output_dir: Path, precision: str) -> list[Path]:
+    """OpenVINO IR converted from the ONNX graphs of `precision`, weights kept as they are."""
+    import openvino
+
+    paths = []
+    for name in GRAPHS:
+        path = graph_file(output_dir, "openvino", name, precision)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        converted = openvino.convert_model(str(graph_file(output_dir, "onnx", name, precision)))
+        openvino.save_model(converted, str(path), compress_to_fp16=False)
+        paths += [path, path.with_suffix(".bin")]
+        log.info("wrote %s", path)
+    return paths
+
+
+SYLLABLES_PER_SECOND = 4.0
+PITCH_HZ = 120.0
+HARMONICS = 30
+NOISE_LEVEL = 0.01
+
+
+def synthetic_speech(sample_rate: int, seconds: float, seed: int = 0) -> np.ndarray:
+    """Voiced-speech-like samples: a gliding harmonic series in syllable bursts over noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    pitch = PITCH_HZ * (1.0 + 0.3 * np.sin(2 * np.pi * 0.5 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+    weights = rng.uniform(0.2, 1.0, HARMONICS) / np.arange(1, HARMONICS + 1)
+    voice = sum(w * np.sin((k + 1) * phase) for k, w in enumerate(weights))
+    envelope = np.clip(np.sin(np.pi * SYLLABLES_PER_SECOND * t), 0.0, None)
+    samples = 0.3 * envelope * voice / np.abs(voice).max() + NOISE_LEVEL * rng.standard_normal(len(t))
+    return samples.astype(np.float32)
+
+
+def parity_features(config: FeatureConfig, audio_path: str | Path | None = None) -> np.ndarray:
+    """(1, T, D) features of `PARITY_SECONDS` of a recording, or of synthetic speech."""
+    if audio_path:
+        samples = load_audio(audio_path, config.sample_rate, duration=PARITY_SECONDS)
+    else:
+        samples = synthetic_speech(config.sample_rate, PARITY_SECONDS)
+    return compute_features(samples, config)[None]
+
+
+def open_runtime(backend: str, directory: Path, model: Transducer, precision: str) -> Runtime:
+    if backend == "onnx":
+        from rnnt.runtimes.ort import OnnxRuntime
+
+        return OnnxRuntime(directory, model.config, precision)
+    from rnnt.runtimes.ov import OpenVinoRuntime
+
+    return OpenVinoRuntime(directory, model.config, precision)
+
+
+def check_parity(
+    model: Transducer, directory: Path, features: np.ndarray, variants: list[tuple[str, str]]
+) -> list[ParityResult]:
+    """Every (backend, precision) in `variants` against PyTorch on `features` (1, T, D)."""
+    tokens = np.array(PARITY_TOKENS, dtype=np.int64) % model.config.vocab_size
+    reference = TorchRuntime(model)
+    expected = _run_graphs(reference, features, tokens)
+    # The joint gets PyTorch's encoder and predictor outputs, to be judged on its own.
+    encoder_rows = expected["encoder"][0][0]
+    predictor_rows = expected["decoder"][0][np.arange(len(encoder_rows)) % tokens.shape[1]]
+    expected["joint"] = [reference.join(encoder_rows, predictor_rows)]
+    results = []
+    for backend, precision in variants:
+        runtime = open_runtime(backend, directory, model, precision)
+        outputs = _run_graphs(runtime, features, tokens)
+        outputs["joint"] = [runtime.join(encoder_rows, predictor_rows)]
+        tolerance = FP32_TOLERANCE if precision == "fp32" else None
+        for graph in GRAPHS:
+            diff = _max_abs_diff(expected[graph], outputs[graph])
+            results.append(ParityResult(backend, precision, graph, diff, tolerance))
+            log.info("parity: %s", results[-1].describe())
+    return results
+
+
+def _run_graphs(runtime: Runtime, features: np.ndarray, tokens: np.ndarray) -> dict[str, list[np.ndarray]]:
+    """Encoder outputs and states over two consecutive chunks of `features` (1, T, D);
+    predictor outputs and states over the steps of `tokens` (steps, B)."""
+    reduction = runtime.time_reduction
+    split = features.shape[1] // 2 // reduction * reduction
+    end = features.shape[1] // reduction * reduction
+    encoder: list[np.ndarray] = []
+    state = runtime.init_encoder_state(1)
+    for chunk in (features[:, :split], features[:, split:end]):
+        out, state = runtime.encode(chunk, state)
+        encoder += [out, state.h, state.c]
+    decoder: list[np.ndarray] = []
+    state = runtime.init_predictor_state(tokens.shape[1])
+    for step in tokens:
+        out, state = runtime.predict(step, state)
+        decoder += [out, state.h, state.c]
+    return {"encoder": encoder, "decoder": decoder}
+
+
+def _max_abs_diff(expected: list[np.ndarray], actual: list[np.ndarray]) -> float:
+    """The largest elementwise difference; infinite for a shape mismatch or a NaN."""
+    worst = 0.0
+    for want, got in zip(expected, actual, strict=True):
+        if want.shape != got.shape or not np.isfinite(got).all():
+            return float("inf")
+        worst = max(worst, float(np.abs(want - got).max(initial=0.0)))
+    return worst

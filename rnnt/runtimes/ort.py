@@ -1,0 +1,89 @@
+"""The ONNX Runtime backend: an export directory's graphs behind `rnnt.decoding.Runtime`.
+
+numpy and onnxruntime only (no torch), so it deploys without PyTorch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnt.config import ModelConfig
+from rnnt.runtimes import GRAPH_OUTPUTS, ModelLoadError, existing_graph_file
+from rnnt.state import LstmState
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ModelLoadError(f"the onnx backend needs onnxruntime installed ({error})") from error
+    return onnxruntime
+
+
+def _session(ort: Any, path: Path, threads: int) -> Any:
+    """A CPU session running on `threads` intra-op threads (0: one per physical core).
+
+    The predictor and joint run on one thread each: they are called per token with tiny
+    inputs, and three spinning thread pools on a small CPU multiply their latency.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Spinning workers keep a core busy after each call, taking it from the search.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own types, not RuntimeError
+        raise ModelLoadError(f"{path}: onnxruntime cannot load it ({error})") from error
+
+
+def _float32(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+class OnnxRuntime:
+    """The exported encoder, decoder (predictor) and joint on ONNX Runtime's CPU provider.
+
+    `precision` "int8" loads the dynamically quantised graphs (`*.int8.onnx`).
+    """
+
+    def __init__(self, directory: str | Path, config: ModelConfig, precision: str = "fp32", threads: int = 0):
+        ort = _import_onnxruntime()
+        directory = Path(directory)
+        self.config = config
+        self.time_reduction = config.time_reduction
+        self._encoder = _session(ort, existing_graph_file(directory, "onnx", "encoder", precision), threads)
+        self._decoder = _session(ort, existing_graph_file(directory, "onnx", "decoder", precision), 1)
+        self._joint = _session(ort, existing_graph_file(directory, "onnx", "joint", precision), 1)
+
+    def init_encoder_state(self, batch_size: int) -> LstmState:
+        shape = (self.config.encoder_layers, batch_size, self.config.encoder_hidden)
+        return LstmState(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+
+    def init_predictor_state(self, batch_size: int) -> LstmState:
+        shape = (self.config.predictor_layers, batch_size, self.config.predictor_hidden)
+        return LstmState(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+
+    def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
+        """(B, T, D) frames -> (B, T', E) and the new state."""
+        inputs = {"features": _float32(features), "h": _float32(state.h), "c": _float32(state.c)}
+        out, h, c = self._encoder.run(GRAPH_OUTPUTS["encoder"], inputs)
+        return out, LstmState(h, c)
+
+    def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
+        """(B,) tokens -> (B, P) and the new state."""
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1, 1)
+        inputs = {"tokens": tokens, "h": _float32(state.h), "c": _float32(state.c)}
+        out, h, c = self._decoder.run(GRAPH_OUTPUTS["decoder"], inputs)
+        return out[:, 0], LstmState(h, c)
+
+    def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
+        """(N, E) and (N, P) -> (N, V) logits."""
+        inputs = {"encoder_out": _float32(encoder_out), "predictor_out": _float32(predictor_out)}
+        return self._joint.run(GRAPH_OUTPUTS["joint"], inputs)[0]

@@ -1,0 +1,98 @@
+"""The OpenVINO backend: an export directory's IR behind `rnnt.decoding.Runtime`.
+
+numpy and openvino only (no torch). Outputs are read by their tensor names
+(`encoder_out`, `h_out`, ...), which `openvino.convert_model` keeps from the ONNX graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnt.config import ModelConfig
+from rnnt.runtimes import GRAPH_OUTPUTS, ModelLoadError, existing_graph_file
+from rnnt.state import LstmState
+
+DEVICE = "CPU"
+
+
+def _import_openvino() -> Any:
+    try:
+        import openvino
+    except ImportError as error:
+        raise ModelLoadError(f"the openvino backend needs openvino installed ({error})") from error
+    return openvino
+
+
+class _Network:
+    """One compiled graph with a reused infer request; outputs come back by name, copied."""
+
+    def __init__(self, core: Any, path: Path, threads: int, outputs: Sequence[str]):
+        # Without the f32 hint, CPUs with bf16 units (AVX512-BF16, AMX) run in bf16.
+        properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            properties["INFERENCE_NUM_THREADS"] = threads
+        try:
+            compiled = core.compile_model(core.read_model(str(path)), DEVICE, properties)
+        except RuntimeError as error:
+            raise ModelLoadError(f"{path}: openvino cannot load it ({error})") from error
+        self._request = compiled.create_infer_request()
+        self._outputs = outputs
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        # share_outputs=False: the request's buffers are overwritten by its next call.
+        results = self._request.infer(inputs, share_inputs=True, share_outputs=False)
+        return [results[name] for name in self._outputs]
+
+
+def _float32(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+class OpenVinoRuntime:
+    """The exported encoder, decoder (predictor) and joint compiled for OpenVINO's CPU plugin.
+
+    `precision` "int8" loads `openvino/int8/`; both run f32 arithmetic.
+    """
+
+    def __init__(self, directory: str | Path, config: ModelConfig, precision: str = "fp32", threads: int = 0):
+        core = _import_openvino().Core()
+        directory = Path(directory)
+        self.config = config
+        self.time_reduction = config.time_reduction
+        self._encoder = self._network(core, directory, "encoder", precision, threads)
+        # One thread each: per-token calls on tiny inputs (see rnnt.runtimes.load_model).
+        self._decoder = self._network(core, directory, "decoder", precision, 1)
+        self._joint = self._network(core, directory, "joint", precision, 1)
+
+    @staticmethod
+    def _network(core: Any, directory: Path, graph: str, precision: str, threads: int) -> _Network:
+        path = existing_graph_file(directory, "openvino", graph, precision)
+        return _Network(core, path, threads, GRAPH_OUTPUTS[graph])
+
+    def init_encoder_state(self, batch_size: int) -> LstmState:
+        shape = (self.config.encoder_layers, batch_size, self.config.encoder_hidden)
+        return LstmState(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+
+    def init_predictor_state(self, batch_size: int) -> LstmState:
+        shape = (self.config.predictor_layers, batch_size, self.config.predictor_hidden)
+        return LstmState(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+
+    def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
+        """(B, T, D) frames -> (B, T', E) and the new state."""
+        out, h, c = self._encoder({"features": _float32(features), "h": _float32(state.h), "c": _float32(state.c)})
+        return out, LstmState(h, c)
+
+    def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
+        """(B,) tokens -> (B, P) and the new state."""
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1, 1)
+        out, h, c = self._decoder({"tokens": tokens, "h": _float32(state.h), "c": _float32(state.c)})
+        return out[:, 0], LstmState(h, c)
+
+    def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
+        """(N, E) and (N, P) -> (N, V) logits."""
+        (logits,) = self._joint({"encoder_out": _float32(encoder_out), "predictor_out": _float32(predictor_out)})
+        return logits
