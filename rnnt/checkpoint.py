@@ -112,3 +112,14 @@ def step_checkpoints(directory: str | Path) -> list[Path]:
 def prune_checkpoints(directory: str | Path, keep: int) -> None:
     for old in step_checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
+
+
+TRAINING_KEYS = ("optimizer", "schedule", "rng")  # what inference does not need
+
+
+def save_for_inference(source: str | Path, destination: str | Path) -> Path:
+    """Copy a checkpoint without optimiser, schedule and RNG state (a model to ship)."""
+    checkpoint = read_checkpoint(source)
+    slim = {key: value for key, value in checkpoint.items() if key not in TRAINING_KEYS}
+    atomic_save(slim, destination)
+    return Path(destination)

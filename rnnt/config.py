@@ -149,6 +149,23 @@ class DecodeConfig:
     suppress_unk: bool = _f(True, "never emit <unk>")
 
 
+@dataclass(frozen=True)
+class StreamConfig:
+    """Live decoding: encoder chunk size and endpointing (sherpa-onnx's three rules).
+
+    An endpoint closes the current caption segment: its text becomes final and the next
+    words start a new hypothesis. A rule set to 0 is off.
+    """
+
+    chunk_ms: float = _f(600.0, "audio per encoder call, ms (rounded to whole encoder frames)")
+    endpointing: bool = _f(True, "close caption segments at pauses and at a maximum length")
+    endpoint_silence_s: float = _f(2.4, "rule 1: close a segment with no text after this much blank, s")
+    endpoint_trailing_silence_s: float = _f(
+        1.2, "rule 2: close a segment after this much blank after text, s"
+    )
+    endpoint_max_segment_s: float = _f(20.0, "rule 3: close a segment this long whatever it holds, s")
+
+
 C = TypeVar("C")
 
 
@@ -171,4 +188,5 @@ ALL_CONFIGS: tuple[type, ...] = (
     AugmentConfig,
     TrainConfig,
     DecodeConfig,
+    StreamConfig,
 )

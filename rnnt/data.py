@@ -77,6 +77,8 @@ def _parse_manifest_line(line: str, path: Path, number: int) -> Utterance:
         )
     except json.JSONDecodeError as error:
         raise DataError(f"{path}:{number}: not a JSON line ({error.msg})") from error
+    except AudioError as error:
+        raise DataError(f"{path}:{number}: {error}") from error
     except (KeyError, TypeError, ValueError) as error:
         raise DataError(f"{path}:{number}: needs 'audio' and 'text' ({error!r})") from error
 
@@ -137,6 +139,26 @@ def filter_utterances(utterances: Sequence[Utterance], config: DataConfig) -> li
             "skipped %d of %d utterances (empty text or duration out of range)", dropped, len(utterances)
         )
     return kept
+
+
+def feature_statistics(
+    utterances: Sequence[Utterance], config: FeatureConfig, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation of the features of `limit` utterances
+    spread evenly over `utterances` (for global mean/variance normalisation)."""
+    step = max(1, len(utterances) // limit)
+    frames = []
+    for utterance in list(utterances)[::step][:limit]:
+        try:
+            samples = load_audio(utterance.audio, config.sample_rate, utterance.offset, utterance.duration)
+        except AudioError as error:
+            log.warning("statistics: skipped %s: %s", utterance.id, error)
+            continue
+        frames.append(compute_features(samples, config))
+    if not frames:
+        raise DataError("no readable audio to compute feature statistics from")
+    stacked = np.concatenate(frames).astype(np.float64)
+    return stacked.mean(axis=0), stacked.std(axis=0)
 
 
 @dataclass

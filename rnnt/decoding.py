@@ -194,7 +194,7 @@ def _beam_step(
     scores = np.array([hyp.score for hyp in beam])[:, None] + logp
     blank = scores[:, BLANK_ID].copy()  # keep the tokens: the frame passes
     scores[:, BLANK_ID] = -np.inf
-    _merge_duplicates(beam, blank, scores)
+    aligned_by = _merge_duplicates(beam, blank, scores)
     candidates = np.concatenate([blank, scores.ravel()])
     new_beam = []
     for index in _top_k(candidates, beam_size):
@@ -203,23 +203,31 @@ def _beam_step(
         hyp.score = float(candidates[index])
         if token != BLANK_ID:
             extensions.append((hyp, int(token)))
+        elif row in aligned_by:  # the merged path through the prefix was the likelier one
+            hyp.frames = [*beam[aligned_by[row]].frames, hyp.num_frames]
+            hyp.trailing_blanks = -1  # as `_extend` leaves it: a token on this frame
         new_beam.append(hyp)
     return new_beam
 
 
-def _merge_duplicates(beam: Sequence[Hypothesis], blank: np.ndarray, scores: np.ndarray) -> None:
-    """Fold "prefix + its next token" into the blank extension with the same tokens.
+def _merge_duplicates(beam: Sequence[Hypothesis], blank: np.ndarray, scores: np.ndarray) -> dict[int, int]:
+    """Fold "prefix j + its next token" into the blank extension of i with the same tokens.
 
     In one frame, hypothesis j reaches hypothesis i's tokens only when j's tokens are i's
     without the last one, so these are all the duplicates; merging them before choosing
-    the best keeps the beam exact. The merged hypothesis keeps i's timestamps.
+    the best keeps the beam exact. The merged hypothesis keeps the timestamps of the
+    likelier of the two paths: returns {i: j} where that is j's.
     """
     rows = {tuple(hyp.tokens): i for i, hyp in enumerate(beam)}
+    aligned_by = {}
     for i, hyp in enumerate(beam):
         j = rows.get(tuple(hyp.tokens[:-1])) if hyp.tokens else None
         if j is not None:
+            if scores[j, hyp.tokens[-1]] > blank[i]:
+                aligned_by[i] = j
             blank[i] = np.logaddexp(blank[i], scores[j, hyp.tokens[-1]])
             scores[j, hyp.tokens[-1]] = -np.inf
+    return aligned_by
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

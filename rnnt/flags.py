@@ -21,8 +21,10 @@ from rnnt.config import (
     DecodeConfig,
     FeatureConfig,
     ModelConfig,
+    StreamConfig,
     TokenizerConfig,
     TrainConfig,
+    replace,
 )
 
 FLAGS = flags.FLAGS
@@ -52,9 +54,16 @@ CONFIG_FLAGS: dict[type, dict[str, flags.FlagHolder[Any]]] = {
 }
 
 
-def config_from_flags(cls: type[C]) -> C:
-    """The config `cls` with every field taken from its flag."""
-    return cls(**{name: holder.value for name, holder in CONFIG_FLAGS[cls].items()})
+def config_from_flags(cls: type[C], base: C | None = None) -> C:
+    """The config `cls` with every field taken from its flag.
+
+    With `base` (e.g. the settings a model was exported with), only the flags actually
+    given, on the command line or in a flagfile, override it.
+    """
+    holders = CONFIG_FLAGS[cls]
+    if base is None:
+        return cls(**{name: holder.value for name, holder in holders.items()})
+    return replace(base, **{name: holder.value for name, holder in holders.items() if holder.present})
 
 
 def run_config_from_flags() -> Any:
@@ -72,8 +81,12 @@ def run_config_from_flags() -> Any:
     )
 
 
-def decode_config_from_flags() -> DecodeConfig:
-    return config_from_flags(DecodeConfig)
+def decode_config_from_flags(base: DecodeConfig | None = None) -> DecodeConfig:
+    return config_from_flags(DecodeConfig, base)
+
+
+def stream_config_from_flags() -> StreamConfig:
+    return config_from_flags(StreamConfig)
 
 
 def write_flagfile(path: str | Path) -> None:

@@ -54,11 +54,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config
         hidden = config.encoder_hidden
-        self.input_norm: nn.Module = (
-            nn.LayerNorm(config.input_dim)
-            if config.input_norm == "layernorm"
-            else GlobalNorm(config.input_dim)
-        )
+        norms = {"layernorm": nn.LayerNorm, "global": GlobalNorm}
+        if config.input_norm not in norms:
+            raise ValueError(f"unknown input_norm {config.input_norm!r} (layernorm or global)")
+        self.input_norm: nn.Module = norms[config.input_norm](config.input_dim)
         sizes = [config.input_dim] + [hidden] * (config.encoder_layers - 1)
         self.lstms = nn.ModuleList(nn.LSTM(size, hidden, batch_first=True) for size in sizes)
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in sizes)

@@ -40,13 +40,14 @@ from rnnt.data import (
     Utterance,
     UtteranceDataset,
     collate_micro_batches,
+    feature_statistics,
     filter_utterances,
     read_corpus,
     read_weighted_corpora,
 )
 from rnnt.evaluation import EvalResult, evaluate
 from rnnt.loss import transducer_backward
-from rnnt.model import Transducer, count_parameters
+from rnnt.model import GlobalNorm, Transducer, count_parameters
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.schedule import LearningRateSchedule
 from rnnt.tokenizer import Tokenizer
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.model"
 NUM_EXAMPLE_TRANSCRIPTS = 4  # dev transcripts written to tensorboard per evaluation
+STATISTICS_UTTERANCES = 500  # utterances sampled for global mean/variance statistics
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,11 @@ class Trainer:
         train_utterances = training_corpus(config)
         self.tokenizer = prepare_tokenizer(config, train_utterances)
         self.config, self.model = build_model(config, self.tokenizer)
+        if self.config.model.input_norm == "global":
+            mean, std = feature_statistics(train_utterances, self.config.feature, STATISTICS_UTTERANCES)
+            norm = self.model.encoder.input_norm
+            assert isinstance(norm, GlobalNorm)
+            norm.set_stats(torch.from_numpy(mean).float(), torch.from_numpy(std).float())
         self.model.to(self.device)
         self.train_utterances = train_utterances
         self.dev_utterances = dev_corpus(self.config)

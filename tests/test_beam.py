@@ -81,7 +81,7 @@ def encode(runtime: TorchRuntime, features: np.ndarray) -> np.ndarray:
     return encoder_out
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 3, 4, 5])  # greedy misses the best in 3, 4, 5
 def test_exhaustive_beam_finds_the_most_probable_tokens(seed: int) -> None:
     runtime = small_runtime(seed)
     (features,) = random_features([SMALL_FRAMES], seed=seed)

@@ -159,7 +159,9 @@ def test_reduced_rnnt_loss_equals_torchaudio_over_the_full_vocabulary() -> None:
     targets = torch.randint(1, vocab, (batch, tokens), dtype=torch.int32)
     logit_lengths = torch.tensor([9, 7, 5, 9], dtype=torch.int32)
     target_lengths = torch.tensor([5, 3, 4, 1], dtype=torch.int32)
-    full = torchaudio.functional.rnnt_loss(logits, targets, logit_lengths, target_lengths, blank=0, reduction="none")
+    full = torchaudio.functional.rnnt_loss(
+        logits, targets, logit_lengths, target_lengths, blank=0, reduction="none"
+    )
     (full_grad,) = torch.autograd.grad(full.sum(), logits)
     reduced = reduced_rnnt_loss(logits, targets, logit_lengths, target_lengths)
     (reduced_grad,) = torch.autograd.grad(reduced.sum(), logits)

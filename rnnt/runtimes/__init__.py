@@ -9,7 +9,7 @@ written by `export_onnx.py`:
     DIR/config.json         {"format": EXPORT_FORMAT, "feature": {...}, "model": {...}, "decode": {...}}
     DIR/tokenizer.model     sentencepiece model
     DIR/{encoder,decoder,joint}.onnx          (+ .int8.onnx with --int8)
-    DIR/openvino/{encoder,decoder,joint}.xml  (+ .bin; + openvino/int8/ with --int8)
+    DIR/openvino/{encoder,decoder,joint}.xml  (+ .bin; fp32 only)
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ EXPORT_FORMAT = "rnnt-export-1"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.model"
 OPENVINO_DIR = "openvino"
-INT8_DIR = "int8"  # OpenVINO int8 IR, under OPENVINO_DIR
 
 # The three graphs and their tensor names (states mirror `LstmState`'s fields).
 GRAPHS = ("encoder", "decoder", "joint")
@@ -103,8 +102,7 @@ def graph_file(directory: Path, backend: str, graph: str, precision: str) -> Pat
     """Where an export directory keeps `graph` for `backend` ("onnx" or "openvino")."""
     if backend == "onnx":
         return directory / (f"{graph}.onnx" if precision == "fp32" else f"{graph}.{precision}.onnx")
-    folder = directory / OPENVINO_DIR
-    return (folder if precision == "fp32" else folder / INT8_DIR) / f"{graph}.xml"
+    return directory / OPENVINO_DIR / f"{graph}.xml"
 
 
 def existing_graph_file(directory: Path, backend: str, graph: str, precision: str) -> Path:

@@ -26,16 +26,16 @@ def _import_onnxruntime() -> Any:
 def _session(ort: Any, path: Path, threads: int) -> Any:
     """A CPU session running on `threads` intra-op threads (0: one per physical core).
 
-    The predictor and joint run on one thread each: they are called per token with tiny
-    inputs, and three spinning thread pools on a small CPU multiply their latency.
+    The predictor and joint get one: called per token on tiny inputs, they run on the
+    calling thread, with no pool of their own to wake or spin (three spinning pools on
+    two cores multiply latency). The encoder keeps ONNX Runtime's spinning workers, which
+    it wakes once per LSTM time step.
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    # Spinning workers keep a core busy after each call, taking it from the search.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -6,6 +6,7 @@ numpy and openvino only (no torch). Outputs are read by their tensor names
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,21 @@ from rnnt.state import LstmState
 DEVICE = "CPU"
 
 
-def _import_openvino() -> Any:
+def import_openvino() -> Any:
+    """The openvino module, keeping the root logger's handlers.
+
+    Importing openvino removes absl's handler from the root logger (a workaround of its
+    converter), which would silence the logging of every absl script.
+    """
+    handlers = list(logging.root.handlers)
     try:
         import openvino
     except ImportError as error:
         raise ModelLoadError(f"the openvino backend needs openvino installed ({error})") from error
+    finally:
+        for handler in handlers:
+            if handler not in logging.root.handlers:
+                logging.root.addHandler(handler)
     return openvino
 
 
@@ -53,24 +64,26 @@ def _float32(array: np.ndarray) -> np.ndarray:
 
 
 class OpenVinoRuntime:
-    """The exported encoder, decoder (predictor) and joint compiled for OpenVINO's CPU plugin.
-
-    `precision` "int8" loads `openvino/int8/`; both run f32 arithmetic.
-    """
+    """The exported encoder, decoder (predictor) and joint compiled for OpenVINO's CPU plugin (f32)."""
 
     def __init__(self, directory: str | Path, config: ModelConfig, precision: str = "fp32", threads: int = 0):
-        core = _import_openvino().Core()
+        if precision != "fp32":
+            raise ModelLoadError(
+                f"the openvino backend runs fp32 only; for {precision} use the onnx backend "
+                "(ONNX Runtime's dynamic int8 was faster and more accurate than OpenVINO's static int8)"
+            )
+        core = import_openvino().Core()
         directory = Path(directory)
         self.config = config
         self.time_reduction = config.time_reduction
-        self._encoder = self._network(core, directory, "encoder", precision, threads)
+        self._encoder = self._network(core, directory, "encoder", threads)
         # One thread each: per-token calls on tiny inputs (see rnnt.runtimes.load_model).
-        self._decoder = self._network(core, directory, "decoder", precision, 1)
-        self._joint = self._network(core, directory, "joint", precision, 1)
+        self._decoder = self._network(core, directory, "decoder", 1)
+        self._joint = self._network(core, directory, "joint", 1)
 
     @staticmethod
-    def _network(core: Any, directory: Path, graph: str, precision: str, threads: int) -> _Network:
-        path = existing_graph_file(directory, "openvino", graph, precision)
+    def _network(core: Any, directory: Path, graph: str, threads: int) -> _Network:
+        path = existing_graph_file(directory, "openvino", graph, "fp32")
         return _Network(core, path, threads, GRAPH_OUTPUTS[graph])
 
     def init_encoder_state(self, batch_size: int) -> LstmState:
@@ -83,7 +96,9 @@ class OpenVinoRuntime:
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B, T, D) frames -> (B, T', E) and the new state."""
-        out, h, c = self._encoder({"features": _float32(features), "h": _float32(state.h), "c": _float32(state.c)})
+        out, h, c = self._encoder(
+            {"features": _float32(features), "h": _float32(state.h), "c": _float32(state.c)}
+        )
         return out, LstmState(h, c)
 
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
@@ -94,5 +109,7 @@ class OpenVinoRuntime:
 
     def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
         """(N, E) and (N, P) -> (N, V) logits."""
-        (logits,) = self._joint({"encoder_out": _float32(encoder_out), "predictor_out": _float32(predictor_out)})
+        (logits,) = self._joint(
+            {"encoder_out": _float32(encoder_out), "predictor_out": _float32(predictor_out)}
+        )
         return logits

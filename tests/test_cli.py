@@ -1,0 +1,81 @@
+"""train.py on bad input: one clear line and a non-zero exit, or skip-and-count; never a
+traceback, never a crash after training started."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rnnt.data import read_librispeech
+
+from .conftest import REPO
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "train.py", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
+
+
+def _assert_clean_failure(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert expected in result.stderr, result.stderr
+
+
+def _smoke(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return _run("--flagfile=flagfiles/smoke.txt", f"--logs_root={tmp_path / 'logs'}", *args)
+
+
+def test_missing_flagfile_and_unknown_flag(tmp_path: Path) -> None:
+    _assert_clean_failure(_run(f"--flagfile={tmp_path / 'nope.txt'}"), "Unable to open flagfile")
+    _assert_clean_failure(_run("--no_such_flag=1"), "Unknown command line flag 'no_such_flag'")
+
+
+def test_manifest_errors_name_file_and_line(tmp_path: Path, tiny_corpus: Path) -> None:
+    good = read_librispeech(tiny_corpus / "train")[0]
+    manifest = tmp_path / "bad.jsonl"
+    manifest.write_text(json.dumps({"audio": good.audio, "text": good.text}) + "\nnot json\n")
+    _assert_clean_failure(_smoke(tmp_path, f"--train_manifests={manifest}"), f"{manifest}:2: not a JSON line")
+    manifest.write_text(json.dumps({"audio": str(tmp_path / "missing.flac"), "text": "hello"}) + "\n")
+    _assert_clean_failure(_smoke(tmp_path, f"--train_manifests={manifest}"), f"{manifest}:1:")
+    _assert_clean_failure(
+        _smoke(tmp_path, f"--train_manifests={tmp_path / 'none.jsonl'}"), "no such manifest"
+    )
+
+
+def test_bad_utterances_are_skipped_and_counted(tmp_path: Path, tiny_corpus: Path) -> None:
+    utterances = read_librispeech(tiny_corpus / "train")
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF" + bytes(range(256)) * 4)
+    lines = [{"audio": u.audio, "text": u.text, "duration": u.duration} for u in utterances]
+    lines.append({"audio": str(corrupt), "text": "a corrupt file", "duration": 2.0})
+    lines.append({"audio": utterances[0].audio, "text": "", "duration": utterances[0].duration})
+    manifest = tmp_path / "mixed.jsonl"
+    manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    result = _smoke(tmp_path, f"--train_manifests={manifest}", "--dev_manifest=", "--max_steps=4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"skipped 1 of {len(lines)} utterances" in result.stderr
+    assert "corrupt.wav" in result.stderr and "skipped utterance" in result.stderr
+
+
+def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny_corpus: Path) -> None:
+    data = [
+        f"--train_manifests={tiny_corpus / 'train'}",
+        "--dev_manifest=",
+        "--max_steps=2",
+        "--checkpoint_every=2",
+    ]
+    assert _smoke(tmp_path, *data).returncode == 0
+    _assert_clean_failure(_smoke(tmp_path, *data), "already has checkpoints: use --mode=resume")
+    _assert_clean_failure(_run("--mode=eval", f"--checkpoint={tmp_path / 'x.pt'}"), "no such checkpoint")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    _assert_clean_failure(_run("--mode=eval", f"--checkpoint={garbage}"), "not a readable checkpoint")
+
+
+def test_summary_prints_the_parameter_count() -> None:
+    result = _run("--flagfile=flagfiles/E4D1.txt", "--mode=summary")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "parameters: 3341536"

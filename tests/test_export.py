@@ -1,0 +1,222 @@
+"""Export: PyTorch == ONNX Runtime == OpenVINO (f32), chunk by chunk and in greedy transcripts;
+the deployed backends never import torch; broken exports are rejected with a clear message."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from rnnt.audio import load_audio
+from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
+from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, TokenizerConfig
+from rnnt.decoding import Runtime, decode_features
+from rnnt.export import ExportError, export, synthetic_speech
+from rnnt.features import compute_features
+from rnnt.model import Transducer
+from rnnt.runtimes import CONFIG_FILE, GRAPHS, ModelLoadError, load_model
+from rnnt.runtimes.ov import OpenVinoRuntime
+from rnnt.runtimes.pytorch import TorchRuntime
+from rnnt.tokenizer import Tokenizer
+
+from .conftest import REAL_AUDIO, REPO
+
+TEXTS = ["i had that curiosity beside me at this moment", "in eighteen thirteen", "eight the press yard"]
+FEATURES = FeatureConfig()
+# Real recordings (3.4 s and 1.5 s: odd and even frame counts) and their synthetic stand-ins' lengths.
+RECORDINGS = {"Lab41-SRI-VOiCES-src-sp0307-ch127535-sg0042.wav": 3.4, "LJ002-0020.wav": 1.5}
+ATOL = 1e-4
+CHUNK_FRAMES = 8  # a multiple of the time reduction
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tokenizer = Tokenizer.train(TEXTS, TokenizerConfig(tokenizer_kind="char"))
+    config = ModelConfig(
+        vocab_size=tokenizer.vocab_size,
+        input_dim=FEATURES.feature_dim,
+        encoder_layers=3,
+        encoder_hidden=16,
+        encoder_output=12,
+        reduction_after=2,
+        predictor_embed=8,
+        predictor_layers=2,
+        predictor_hidden=16,
+        predictor_output=12,
+        joint_dim=12,
+    )
+    torch.manual_seed(0)
+    model = Transducer(config).eval()
+    path = tmp_path_factory.mktemp("checkpoint") / "model.pt"
+    configs = {"feature": FEATURES, "model": config, "decode": DecodeConfig(suppress_unk=False)}
+    atomic_save(make_checkpoint(model, tokenizer, configs), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("export")
+    real = REAL_AUDIO / next(iter(RECORDINGS))
+    report = export(checkpoint, directory, int8=True, parity_audio=real if real.is_file() else None)
+    assert all(result.passed for result in report.parity)
+    return directory
+
+
+def speech(name: str, seconds: float) -> np.ndarray:
+    """A real recording, or synthetic speech of its length where shared/ is absent."""
+    path = REAL_AUDIO / name
+    if path.is_file():
+        return load_audio(path, FEATURES.sample_rate)
+    return synthetic_speech(FEATURES.sample_rate, seconds)
+
+
+@pytest.fixture(scope="module")
+def utterances() -> list[np.ndarray]:
+    return [compute_features(speech(name, seconds), FEATURES) for name, seconds in RECORDINGS.items()]
+
+
+@pytest.fixture(scope="module")
+def backends(checkpoint: Path, exported: Path) -> dict[str, Runtime]:
+    return {
+        "torch": TorchRuntime(load_bundle(checkpoint).model),
+        "onnx": load_model(exported, "onnx").runtime,
+        "openvino": load_model(exported, "openvino").runtime,
+    }
+
+
+def test_export_directory_describes_itself(checkpoint: Path, exported: Path) -> None:
+    bundle = load_bundle(checkpoint)
+    config = json.loads((exported / CONFIG_FILE).read_text())
+    assert config["model"] == dataclasses.asdict(bundle.model.config)
+    assert config["feature"] == dataclasses.asdict(bundle.features)
+    assert config["decode"] == dataclasses.asdict(bundle.decode)
+    for name in GRAPHS:
+        for path in (exported / f"{name}.onnx", exported / f"{name}.int8.onnx"):
+            metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+            assert json.loads(metadata["model"]) == config["model"]
+            assert metadata["format"] == config["format"]
+    loaded = load_model(exported, "onnx")
+    assert loaded.tokenizer.model_proto == bundle.tokenizer.model_proto
+    assert loaded.features == bundle.features and loaded.decode == bundle.decode
+
+
+def test_runtimes_match_torch_chunk_by_chunk(
+    backends: dict[str, Runtime], utterances: list[np.ndarray]
+) -> None:
+    features = utterances[0][None, : len(utterances[0]) // CHUNK_FRAMES * CHUNK_FRAMES]
+    states = {name: runtime.init_encoder_state(1) for name, runtime in backends.items()}
+    for start in range(0, features.shape[1], CHUNK_FRAMES):
+        outputs = {}
+        for name, runtime in backends.items():
+            outputs[name], states[name] = runtime.encode(
+                features[:, start : start + CHUNK_FRAMES], states[name]
+            )
+        for name in ("onnx", "openvino"):
+            np.testing.assert_allclose(outputs[name], outputs["torch"], atol=ATOL, err_msg=name)
+            np.testing.assert_allclose(states[name].h, states["torch"].h, atol=ATOL, err_msg=name)
+            np.testing.assert_allclose(states[name].c, states["torch"].c, atol=ATOL, err_msg=name)
+
+
+def test_predictor_and_joint_match_torch(backends: dict[str, Runtime]) -> None:
+    rng = np.random.default_rng(0)
+    encoder_out = rng.standard_normal((5, 12)).astype(np.float32)
+    results = {}
+    for name, runtime in backends.items():
+        state = runtime.init_predictor_state(5)
+        steps = []
+        for tokens in ([0, 0, 0, 0, 0], [2, 3, 4, 5, 6], [7, 2, 9, 3, 4]):
+            out, state = runtime.predict(np.array(tokens, dtype=np.int64), state)
+            steps += [out, state.h, state.c, runtime.join(encoder_out, out)]
+        results[name] = steps
+    for name in ("onnx", "openvino"):
+        for got, want in zip(results[name], results["torch"], strict=True):
+            np.testing.assert_allclose(got, want, atol=ATOL, err_msg=name)
+
+
+def test_greedy_transcripts_identical(backends: dict[str, Runtime], utterances: list[np.ndarray]) -> None:
+    decode = DecodeConfig(suppress_unk=False)
+    transcripts = {
+        name: [hyp.tokens for hyp in decode_features(runtime, utterances, decode)]
+        for name, runtime in backends.items()
+    }
+    assert any(transcripts["torch"])
+    assert transcripts["onnx"] == transcripts["torch"]
+    assert transcripts["openvino"] == transcripts["torch"]
+
+
+def test_int8_export_decodes(exported: Path, utterances: list[np.ndarray]) -> None:
+    loaded = load_model(exported, "onnx", "int8")
+    hyps = decode_features(loaded.runtime, utterances, loaded.decode)
+    assert len(hyps) == len(utterances)
+    assert all(0 <= token < loaded.model.vocab_size for hyp in hyps for token in hyp.tokens)
+
+
+TORCH_FREE = """
+import sys
+import numpy as np
+from rnnt.features import compute_features
+from rnnt.decoding import decode_features
+from rnnt.runtimes import load_model
+samples = np.random.default_rng(0).uniform(-0.1, 0.1, 16000).astype(np.float32)
+for backend, precision in (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32")):
+    loaded = load_model(sys.argv[1], backend, precision)
+    decode_features(loaded.runtime, [compute_features(samples, loaded.features)], loaded.decode)
+    assert "torch" not in sys.modules, backend + " imported torch"
+"""
+
+
+def test_deployed_backends_do_not_import_torch(exported: Path) -> None:
+    command = [sys.executable, "-c", TORCH_FREE, str(exported)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_export_is_rejected(exported: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no such model"):
+        load_model(tmp_path / "nowhere", "onnx")
+    with pytest.raises(ModelLoadError, match="not an export directory"):
+        load_model(tmp_path, "openvino")
+    broken = tmp_path / "broken"
+    shutil.copytree(exported, broken)
+    (broken / "decoder.onnx").unlink()
+    with pytest.raises(ModelLoadError, match=r"decoder\.onnx"):
+        load_model(broken, "onnx")
+    (broken / "openvino" / "joint.xml").write_text("not an IR")
+    with pytest.raises(ModelLoadError, match=r"joint\.xml"):
+        load_model(broken, "openvino")
+    (broken / "encoder.int8.onnx").unlink()
+    with pytest.raises(ModelLoadError, match="--int8"):
+        load_model(broken, "onnx", "int8")
+    with pytest.raises(ModelLoadError, match="fp32 only"):
+        load_model(exported, "openvino", "int8")
+
+
+def test_parity_failure_raises(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    encode = OpenVinoRuntime.encode
+
+    def noisy(self: OpenVinoRuntime, features: np.ndarray, state: object) -> tuple[np.ndarray, object]:
+        out, new_state = encode(self, features, state)  # type: ignore[arg-type]
+        return out + 1e-3, new_state
+
+    monkeypatch.setattr(OpenVinoRuntime, "encode", noisy)
+    with pytest.raises(ExportError, match=r"encoder on openvino fp32 differs from PyTorch by 1\.00e-03"):
+        export(checkpoint, tmp_path)
+    assert not (tmp_path / CONFIG_FILE).exists()  # a failed export is not loadable
+
+
+def test_script_rejects_a_bad_checkpoint(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    command = [sys.executable, "export_onnx.py", f"--checkpoint={bad}", f"--output_dir={tmp_path / 'out'}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "error:" in result.stderr and "not a readable checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr

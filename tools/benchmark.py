@@ -1,0 +1,152 @@
+"""Benchmark PyTorch vs ONNX Runtime vs OpenVINO (fp32, int8) on streaming decoding.
+
+    # a trained model (checkpoint + its export), WER on a manifest
+    python tools/benchmark.py --checkpoint=models/demo/model.pt --export_dir=exports/demo \\
+        --manifest=datasets/demo/test --max_utterances=50
+    # a flagfile's architecture with random weights (speed only)
+    python tools/benchmark.py --architecture=flagfiles/E6D2_LARGE_Batch.txt
+
+Prints a table and writes JSON (default benchmarks/<name>.json). Variants run interleaved,
+utterance by utterance, in one process; peak RSS is measured per variant in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+from rnnt import benchmark, cli
+from rnnt.audio import load_audio
+from rnnt.config import DecodeConfig, StreamConfig
+from rnnt.data import read_corpus
+from rnnt.flags import config_from_flags
+
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "", "checkpoint for the torch variant")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", "", "export directory for the onnx/openvino variants")
+_ARCHITECTURE = flags.DEFINE_string(
+    "architecture", "", "flagfile: benchmark its architecture, random weights"
+)
+_TOKENIZER_CORPUS = flags.DEFINE_string(
+    "tokenizer_corpus", "datasets/demo/train", "--architecture: transcripts to train its BPE on"
+)
+_WORK_DIR = flags.DEFINE_string("work_dir", "benchmarks", "where --architecture models and JSON go")
+_MANIFEST = flags.DEFINE_string("manifest", "datasets/demo/test", "utterances to decode (and score)")
+_MAX_UTTERANCES = flags.DEFINE_integer("max_utterances", 30, "decode the first N utterances")
+_VARIANTS = flags.DEFINE_list(
+    "variants", ["torch:fp32", "onnx:fp32", "openvino:fp32", "onnx:int8"], "backend:precision list"
+)
+_THREADS = flags.DEFINE_integer("threads", 0, "encoder threads (0: each backend's default)")
+_OUTPUT = flags.DEFINE_string("output", "", "JSON path (default <work_dir>/<name>.json)")
+_RSS_PROBE = flags.DEFINE_string("rss_probe", "", "internal: decode with one variant, print peak RSS")
+
+COLUMNS = (
+    ("runtime", "runtime", "{}"),
+    ("precision", "prec", "{}"),
+    ("wer_percent", "WER %", "{}"),
+    ("encoder_ms_median", "enc ms", "{:.2f}"),
+    ("encoder_ms_p95", "enc p95", "{:.2f}"),
+    ("predictor_ms_median", "pred ms", "{:.3f}"),
+    ("joint_ms_median", "joint ms", "{:.3f}"),
+    ("audio_s_per_s", "x real time", "{:.1f}"),
+    ("real_time_factor", "RTF", "{:.4f}"),
+    ("chunk_latency_ms_p95", "lat p95 ms", "{:.1f}"),
+    ("size_mb", "MB", "{:.1f}"),
+    ("peak_rss_mb", "RSS MB", "{}"),
+    ("encoder_floor_ms", "floor ms", "{:.2f}"),
+    ("encoder_x_floor", "x floor", "{:.2f}"),
+)
+
+
+def model_paths() -> tuple[Path, Path, str]:
+    """(checkpoint, export dir, name), building a random-weight model for --architecture."""
+    if _ARCHITECTURE.value:
+        from rnnt.random_model import build_random_export
+
+        name = Path(_ARCHITECTURE.value).stem
+        work_dir = Path(_WORK_DIR.value) / name
+        checkpoint, export_dir = build_random_export(
+            _ARCHITECTURE.value, work_dir, Path(_TOKENIZER_CORPUS.value)
+        )
+        return checkpoint, export_dir, name
+    if not _CHECKPOINT.value and not _EXPORT_DIR.value:
+        raise ValueError("give --checkpoint and/or --export_dir, or --architecture")
+    name = Path(_EXPORT_DIR.value or _CHECKPOINT.value).stem
+    return Path(_CHECKPOINT.value), Path(_EXPORT_DIR.value), name
+
+
+def variant_source(backend: str, checkpoint: Path, export_dir: Path) -> Path:
+    path = checkpoint if backend == "torch" else export_dir
+    if not str(path) or str(path) == ".":
+        raise ValueError(
+            f"the {backend} variant needs {'--checkpoint' if backend == 'torch' else '--export_dir'}"
+        )
+    return path
+
+
+def load_utterances() -> tuple[list[np.ndarray], list[str]]:
+    utterances = [u for u in read_corpus(_MANIFEST.value) if u.text][: _MAX_UTTERANCES.value]
+    samples = [load_audio(u.audio, 16000, u.offset, u.duration) for u in utterances]
+    return samples, [u.text for u in utterances]
+
+
+def peak_rss_mb(variant: str) -> float:
+    """Peak RSS of a fresh process that loads one variant and decodes the utterances."""
+    command = [sys.executable, __file__, f"--rss_probe={variant}", *sys.argv[1:]]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = result.stdout.strip().splitlines()
+    return float(lines[-1]) if result.returncode == 0 and lines else float("nan")
+
+
+def print_table(rows: list[dict]) -> None:
+    widths = [max(len(header), *(len(fmt.format(r[key])) for r in rows)) for key, header, fmt in COLUMNS]
+    print("  ".join(header.rjust(w) for (_, header, _), w in zip(COLUMNS, widths, strict=True)))
+    for row in rows:
+        cells = [fmt.format(row[key]) if row[key] is not None else "-" for key, _, fmt in COLUMNS]
+        print("  ".join(cell.rjust(w) for cell, w in zip(cells, widths, strict=True)))
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    checkpoint, export_dir, name = model_paths()
+    stream = config_from_flags(StreamConfig)
+    decode = config_from_flags(DecodeConfig)
+    samples, references = load_utterances()
+    specs = [_RSS_PROBE.value] if _RSS_PROBE.value else _VARIANTS.value
+    variants = []
+    for spec in specs:
+        backend, _, precision = spec.partition(":")
+        source = variant_source(backend, checkpoint, export_dir)
+        variants.append(
+            benchmark.open_variant(source, backend, precision or "fp32", stream, decode, _THREADS.value)
+        )
+    benchmark.run_interleaved(variants, samples, stream.chunk_ms)
+    if _RSS_PROBE.value:
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
+    bandwidth = benchmark.memory_bandwidth_bytes_per_s()
+    scored = None if _ARCHITECTURE.value else references
+    rows = []
+    for variant in variants:
+        source = variant_source(variant.backend, checkpoint, export_dir)
+        size = benchmark.model_bytes(source, variant.backend, variant.precision)
+        row = benchmark.summarize(variant, scored, bandwidth, size, stream.chunk_ms)
+        row["peak_rss_mb"] = round(peak_rss_mb(f"{variant.backend}:{variant.precision}"))
+        rows.append(row)
+    print_table(rows)
+    same = len({tuple(v.transcripts) for v in variants if v.precision == "fp32"}) == 1
+    print(f"fp32 transcripts identical across runtimes: {same}; memory bandwidth {bandwidth / 1e9:.1f} GB/s")
+    output = Path(_OUTPUT.value or Path(_WORK_DIR.value) / f"{name}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    summary = {"model": name, "utterances": len(samples), "fp32_transcripts_identical": same, "rows": rows}
+    output.write_text(json.dumps({**summary, "memory_bandwidth_gb_s": round(bandwidth / 1e9, 2)}, indent=1))
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    app.run(cli.guarded(main))
