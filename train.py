@@ -17,7 +17,7 @@ from absl import app, flags
 
 from rnnt import checkpoint as ckpt
 from rnnt import cli
-from rnnt.data import read_corpus
+from rnnt.corpus import read_corpus
 from rnnt.evaluation import evaluate
 from rnnt.flags import decode_config_from_flags, run_config_from_flags, write_flagfile
 from rnnt.model import Transducer, count_parameters

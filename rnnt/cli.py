@@ -46,7 +46,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [AudioError, ModelLoadError, FileNotFoundError, ValueError]
     try:
         from rnnt.checkpoint import CheckpointError
-        from rnnt.data import DataError
+        from rnnt.corpus import DataError
 
         errors += [CheckpointError, DataError]
     except ImportError:  # a torch-free deployment has neither checkpoints nor training data

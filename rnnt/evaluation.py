@@ -10,7 +10,7 @@ import numpy as np
 
 from rnnt.audio import AudioError, load_audio
 from rnnt.config import DecodeConfig, FeatureConfig
-from rnnt.data import Utterance
+from rnnt.corpus import Utterance
 from rnnt.decoding import Runtime, decode_features
 from rnnt.features import compute_features
 from rnnt.scoring import ErrorRates, error_rates

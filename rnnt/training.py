@@ -34,17 +34,14 @@ from rnnt.config import (
     TrainConfig,
     replace,
 )
-from rnnt.data import (
-    Batch,
-    BucketBatchSampler,
+from rnnt.corpus import (
     Utterance,
-    UtteranceDataset,
-    collate_micro_batches,
     feature_statistics,
     filter_utterances,
     read_corpus,
     read_weighted_corpora,
 )
+from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro_batches
 from rnnt.evaluation import EvalResult, evaluate
 from rnnt.loss import transducer_backward
 from rnnt.model import GlobalNorm, Transducer, count_parameters

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rnnt.data import read_librispeech
+from rnnt.corpus import read_librispeech
 
 from .conftest import REPO
 

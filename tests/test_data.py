@@ -12,18 +12,15 @@ import soundfile
 import torch
 
 from rnnt.config import AugmentConfig, DataConfig, FeatureConfig, TokenizerConfig
-from rnnt.data import (
-    BucketBatchSampler,
+from rnnt.corpus import (
     DataError,
-    Example,
     Utterance,
-    UtteranceDataset,
-    collate,
     filter_utterances,
     read_librispeech,
     read_manifest,
     read_weighted_corpora,
 )
+from rnnt.data import BucketBatchSampler, Example, UtteranceDataset, collate
 from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from rnnt import checkpoint as ckpt
-from rnnt.data import UtteranceDataset, collate, read_librispeech, write_manifest
+from rnnt.corpus import read_librispeech, write_manifest
+from rnnt.data import UtteranceDataset, collate
 from rnnt.evaluation import evaluate
 from rnnt.loss import rnnt_loss
 from rnnt.runtimes.pytorch import TorchRuntime

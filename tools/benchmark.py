@@ -24,7 +24,7 @@ from absl import app, flags
 from rnnt import benchmark, cli
 from rnnt.audio import load_audio
 from rnnt.config import DecodeConfig, StreamConfig
-from rnnt.data import read_corpus
+from rnnt.corpus import read_corpus
 from rnnt.flags import config_from_flags
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "", "checkpoint for the torch variant")

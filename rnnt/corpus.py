@@ -1,0 +1,156 @@
+"""The data model: utterances, JSONL manifests, LibriSpeech folders, corpus weights.
+
+Torch-free (as lhotse keeps its data model apart from the torch Dataset and sampler in
+`rnnt.data`), so evaluation and benchmarks read corpora without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnnt.audio import AudioError, audio_duration, load_audio
+from rnnt.config import DataConfig, FeatureConfig
+from rnnt.features import compute_features
+from rnnt.text import normalize
+
+log = logging.getLogger(__name__)
+
+
+class DataError(Exception):
+    """Unusable corpus input; the message names the file (and line)."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One transcribed stretch of audio."""
+
+    id: str
+    audio: str  # path to the audio file
+    text: str  # normalised transcript
+    duration: float  # seconds
+    offset: float = 0.0  # seconds into the file
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """JSONL lines {"audio", "text", "duration"?, "offset"?, "id"?}; relative audio paths
+    are resolved against the manifest's folder."""
+    path = Path(path)
+    utterances = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if line.strip():
+            utterances.append(_parse_manifest_line(line, path, number))
+    return utterances
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read ({error})") from error
+
+
+def _parse_manifest_line(line: str, path: Path, number: int) -> Utterance:
+    try:
+        entry = json.loads(line)
+        audio = Path(entry["audio"])
+        audio = audio if audio.is_absolute() else path.parent / audio
+        duration = entry.get("duration")
+        duration = float(duration) if duration is not None else audio_duration(audio)
+        return Utterance(
+            id=str(entry.get("id", f"{path.stem}-{number}")),
+            audio=str(audio),
+            text=normalize(str(entry["text"])),
+            duration=duration,
+            offset=float(entry.get("offset", 0.0)),
+        )
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}:{number}: not a JSON line ({error.msg})") from error
+    except AudioError as error:
+        raise DataError(f"{path}:{number}: {error}") from error
+    except (KeyError, TypeError, ValueError) as error:
+        raise DataError(f"{path}:{number}: needs 'audio' and 'text' ({error!r})") from error
+
+
+def write_manifest(path: str | Path, utterances: Sequence[Utterance]) -> None:
+    lines = [json.dumps(dataclasses.asdict(u)) for u in utterances]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_librispeech(root: str | Path) -> list[Utterance]:
+    """Every `*.trans.txt` under `root` with its `<id>.flac` files (LibriSpeech layout)."""
+    utterances = []
+    for transcript in sorted(Path(root).rglob("*.trans.txt")):
+        for number, line in enumerate(_read_text(transcript).splitlines(), start=1):
+            if not line.strip():
+                continue
+            utt_id, _, text = line.partition(" ")
+            audio = transcript.parent / f"{utt_id}.flac"
+            if not audio.is_file():
+                raise DataError(f"{transcript}:{number}: missing audio {audio.name}")
+            utterances.append(Utterance(utt_id, str(audio), normalize(text), audio_duration(audio)))
+    return utterances
+
+
+def read_corpus(spec: str | Path) -> list[Utterance]:
+    """A JSONL manifest or a LibriSpeech-layout folder."""
+    path = Path(spec)
+    if path.is_dir():
+        utterances = read_librispeech(path)
+    elif path.is_file():
+        utterances = read_manifest(path)
+    else:
+        raise DataError(f"{path}: no such manifest or folder")
+    if not utterances:
+        raise DataError(f"{path}: no utterances found")
+    return utterances
+
+
+def read_weighted_corpora(specs: str) -> list[Utterance]:
+    """Merge `PATH[:WEIGHT],...`; weight w repeats a corpus floor(w) times plus a fraction
+    (a deterministic prefix of it), so 0.5 takes half, 2 takes it twice."""
+    merged: list[Utterance] = []
+    for spec in filter(None, (s.strip() for s in specs.split(","))):
+        path, _, weight_text = spec.partition(":")
+        weight = float(weight_text) if weight_text else 1.0
+        utterances = read_corpus(path)
+        whole, fraction = divmod(weight, 1.0)
+        merged += utterances * int(whole) + utterances[: round(fraction * len(utterances))]
+    return merged
+
+
+def filter_utterances(utterances: Sequence[Utterance], config: DataConfig) -> list[Utterance]:
+    """Drop (and count in the log) empty transcripts and out-of-range durations."""
+    kept = [u for u in utterances if u.text and config.min_duration <= u.duration <= config.max_duration]
+    dropped = len(utterances) - len(kept)
+    if dropped:
+        log.warning(
+            "skipped %d of %d utterances (empty text or duration out of range)", dropped, len(utterances)
+        )
+    return kept
+
+
+def feature_statistics(
+    utterances: Sequence[Utterance], config: FeatureConfig, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation of the features of `limit` utterances
+    spread evenly over `utterances` (for global mean/variance normalisation)."""
+    step = max(1, len(utterances) // limit)
+    frames = []
+    for utterance in list(utterances)[::step][:limit]:
+        try:
+            samples = load_audio(utterance.audio, config.sample_rate, utterance.offset, utterance.duration)
+        except AudioError as error:
+            log.warning("statistics: skipped %s: %s", utterance.id, error)
+            continue
+        frames.append(compute_features(samples, config))
+    if not frames:
+        raise DataError("no readable audio to compute feature statistics from")
+    stacked = np.concatenate(frames).astype(np.float64)
+    return stacked.mean(axis=0), stacked.std(axis=0)
