@@ -7,6 +7,8 @@ export MALLOC_MMAP_THRESHOLD_ := 33554432
 export MALLOC_TRIM_THRESHOLD_ := 1073741824
 DEMO_CORPUS := datasets/demo
 DEMO_MODEL := models/demo/model.pt
+DEMO_EXPORT := exports/demo
+HELD_OUT := $(DEMO_CORPUS)/test/7000/10422/7000-10422-0000.flac
 DEMO_RETRAIN_MINUTES ?= 12
 
 .PHONY: demo test setup system venv lint typecheck pytest corpus clean
@@ -42,12 +44,21 @@ corpus: setup
 	$(PY) tools/make_demo_corpus.py --output_dir=$(DEMO_CORPUS)
 
 demo: corpus
-	@echo "== 1/2 retrain briefly from flagfiles/demo.txt to show the learning curve ($(DEMO_RETRAIN_MINUTES) min)"
+	@echo "== 1/5 retrain briefly from flagfiles/demo.txt to show the learning curve ($(DEMO_RETRAIN_MINUTES) min)"
 	rm -rf logs/demo-retrain
-	$(PY) train.py --flagfile=flagfiles/demo.txt --name=demo-retrain --max_minutes=$(DEMO_RETRAIN_MINUTES)
-	@echo "== 2/2 evaluate the shipped demo model ($(DEMO_MODEL))"
+	$(PY) train.py --flagfile=flagfiles/demo.txt --name=demo-retrain --max_minutes=$(DEMO_RETRAIN_MINUTES) \
+		--eval_every=100 --dev_max_utterances=60
+	$(PY) tools/learning_curve.py --run_dir=logs/demo-retrain
+	@echo "== 2/5 evaluate the shipped demo model ($(DEMO_MODEL)) on unseen sentences and voices"
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/dev
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test
+	@echo "== 3/5 export to ONNX and OpenVINO (fp32 + int8), checked against PyTorch"
+	$(PY) export_onnx.py --checkpoint=$(DEMO_MODEL) --output_dir=$(DEMO_EXPORT) --int8
+	@echo "== 4/5 stream-caption a held-out recording with ONNX Runtime"
+	$(PY) stream.py --model=$(DEMO_EXPORT) --backend=onnx --input=$(HELD_OUT) --chunk_ms=600
+	@echo "== 5/5 benchmark PyTorch vs ONNX Runtime vs OpenVINO on the demo test set"
+	$(PY) tools/benchmark.py --checkpoint=$(DEMO_MODEL) --export_dir=$(DEMO_EXPORT) \
+		--manifest=$(DEMO_CORPUS)/test --max_utterances=50
 
 clean:
 	rm -rf $(STAMPS) logs exports
