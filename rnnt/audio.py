@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from scipy.signal import resample_poly
 
 
 class AudioError(Exception):
@@ -25,6 +24,8 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Polyphase resampling (scipy) of mono float samples."""
     if from_rate == to_rate:
         return samples
+    from scipy.signal import resample_poly  # imported here: it takes seconds to import
+
     divisor = math.gcd(from_rate, to_rate)
     return resample_poly(samples, to_rate // divisor, from_rate // divisor).astype(np.float32)
 

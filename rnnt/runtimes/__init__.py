@@ -18,8 +18,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, from_dict
 from rnnt.decoding import Runtime
+from rnnt.state import LstmState
 from rnnt.tokenizer import Tokenizer
 
 BACKENDS = ("torch", "onnx", "openvino")
@@ -41,6 +44,28 @@ GRAPH_OUTPUTS = {
     "decoder": ("predictor_out", "h_out", "c_out"),  # (B, 1, P), (layers, B, H) x 2
     "joint": ("logits",),  # (N, V)
 }
+
+
+def as_float32(array: np.ndarray) -> np.ndarray:
+    """A contiguous float32 view or copy, as the runtimes' inputs must be."""
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+class ZeroStates:
+    """`init_encoder_state` / `init_predictor_state` for backends fed numpy states."""
+
+    config: ModelConfig
+
+    def init_encoder_state(self, batch_size: int) -> LstmState:
+        return _zeros(self.config.encoder_layers, batch_size, self.config.encoder_hidden)
+
+    def init_predictor_state(self, batch_size: int) -> LstmState:
+        return _zeros(self.config.predictor_layers, batch_size, self.config.predictor_hidden)
+
+
+def _zeros(num_layers: int, batch_size: int, hidden: int) -> LstmState:
+    shape = (num_layers, batch_size, hidden)
+    return LstmState(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
 
 
 class ModelLoadError(Exception):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from rnnt.config import ModelConfig
-from rnnt.runtimes import GRAPH_OUTPUTS, ModelLoadError, existing_graph_file
+from rnnt.runtimes import GRAPH_OUTPUTS, ModelLoadError, ZeroStates, as_float32, existing_graph_file
 from rnnt.state import LstmState
 
 
@@ -43,11 +43,7 @@ def _session(ort: Any, path: Path, threads: int) -> Any:
         raise ModelLoadError(f"{path}: onnxruntime cannot load it ({error})") from error
 
 
-def _float32(array: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(array, dtype=np.float32)
-
-
-class OnnxRuntime:
+class OnnxRuntime(ZeroStates):
     """The exported encoder, decoder (predictor) and joint on ONNX Runtime's CPU provider.
 
     `precision` "int8" loads the dynamically quantised graphs (`*.int8.onnx`).
@@ -62,28 +58,20 @@ class OnnxRuntime:
         self._decoder = _session(ort, existing_graph_file(directory, "onnx", "decoder", precision), 1)
         self._joint = _session(ort, existing_graph_file(directory, "onnx", "joint", precision), 1)
 
-    def init_encoder_state(self, batch_size: int) -> LstmState:
-        shape = (self.config.encoder_layers, batch_size, self.config.encoder_hidden)
-        return LstmState(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
-
-    def init_predictor_state(self, batch_size: int) -> LstmState:
-        shape = (self.config.predictor_layers, batch_size, self.config.predictor_hidden)
-        return LstmState(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
-
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B, T, D) frames -> (B, T', E) and the new state."""
-        inputs = {"features": _float32(features), "h": _float32(state.h), "c": _float32(state.c)}
+        inputs = {"features": as_float32(features), "h": as_float32(state.h), "c": as_float32(state.c)}
         out, h, c = self._encoder.run(GRAPH_OUTPUTS["encoder"], inputs)
         return out, LstmState(h, c)
 
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B,) tokens -> (B, P) and the new state."""
         tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1, 1)
-        inputs = {"tokens": tokens, "h": _float32(state.h), "c": _float32(state.c)}
+        inputs = {"tokens": tokens, "h": as_float32(state.h), "c": as_float32(state.c)}
         out, h, c = self._decoder.run(GRAPH_OUTPUTS["decoder"], inputs)
         return out[:, 0], LstmState(h, c)
 
     def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
         """(N, E) and (N, P) -> (N, V) logits."""
-        inputs = {"encoder_out": _float32(encoder_out), "predictor_out": _float32(predictor_out)}
+        inputs = {"encoder_out": as_float32(encoder_out), "predictor_out": as_float32(predictor_out)}
         return self._joint.run(GRAPH_OUTPUTS["joint"], inputs)[0]

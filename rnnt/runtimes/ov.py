@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rnnt.config import ModelConfig
-from rnnt.runtimes import GRAPH_OUTPUTS, ModelLoadError, existing_graph_file
+from rnnt.runtimes import GRAPH_OUTPUTS, ModelLoadError, ZeroStates, as_float32, existing_graph_file
 from rnnt.state import LstmState
 
 DEVICE = "CPU"
@@ -59,11 +59,7 @@ class _Network:
         return [results[name] for name in self._outputs]
 
 
-def _float32(array: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(array, dtype=np.float32)
-
-
-class OpenVinoRuntime:
+class OpenVinoRuntime(ZeroStates):
     """The exported encoder, decoder (predictor) and joint compiled for OpenVINO's CPU plugin (f32)."""
 
     def __init__(self, directory: str | Path, config: ModelConfig, precision: str = "fp32", threads: int = 0):
@@ -86,30 +82,22 @@ class OpenVinoRuntime:
         path = existing_graph_file(directory, "openvino", graph, "fp32")
         return _Network(core, path, threads, GRAPH_OUTPUTS[graph])
 
-    def init_encoder_state(self, batch_size: int) -> LstmState:
-        shape = (self.config.encoder_layers, batch_size, self.config.encoder_hidden)
-        return LstmState(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
-
-    def init_predictor_state(self, batch_size: int) -> LstmState:
-        shape = (self.config.predictor_layers, batch_size, self.config.predictor_hidden)
-        return LstmState(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
-
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B, T, D) frames -> (B, T', E) and the new state."""
         out, h, c = self._encoder(
-            {"features": _float32(features), "h": _float32(state.h), "c": _float32(state.c)}
+            {"features": as_float32(features), "h": as_float32(state.h), "c": as_float32(state.c)}
         )
         return out, LstmState(h, c)
 
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B,) tokens -> (B, P) and the new state."""
         tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1, 1)
-        out, h, c = self._decoder({"tokens": tokens, "h": _float32(state.h), "c": _float32(state.c)})
+        out, h, c = self._decoder({"tokens": tokens, "h": as_float32(state.h), "c": as_float32(state.c)})
         return out[:, 0], LstmState(h, c)
 
     def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
         """(N, E) and (N, P) -> (N, V) logits."""
         (logits,) = self._joint(
-            {"encoder_out": _float32(encoder_out), "predictor_out": _float32(predictor_out)}
+            {"encoder_out": as_float32(encoder_out), "predictor_out": as_float32(predictor_out)}
         )
         return logits
