@@ -45,6 +45,23 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+TINY_MODEL = {
+    "encoder_layers": 2,
+    "encoder_hidden": 16,
+    "encoder_output": 12,
+    "reduction_after": 1,
+    "predictor_embed": 8,
+    "predictor_hidden": 16,
+    "predictor_output": 12,
+    "joint_dim": 16,
+}
+
+
+def tiny_model_config(**changes: object) -> ModelConfig:
+    """A model of a few thousand parameters for fast tests; `changes` override sizes."""
+    return ModelConfig(**{**TINY_MODEL, **changes})  # type: ignore[arg-type]
+
+
 def tiny_run_config(tmp_path: Path, corpus: Path, **train_changes: object) -> RunConfig:
     """A ~50k-parameter model on the tiny corpus, no augmentation, char tokenizer."""
     train = TrainConfig(

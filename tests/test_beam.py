@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnt.config import BLANK_ID, UNK_ID, DecodeConfig, ModelConfig
+from rnnt.config import BLANK_ID, UNK_ID, DecodeConfig
 from rnnt.decoding import (
     Hypothesis,
     beam_search,
@@ -22,6 +22,7 @@ from rnnt.decoding import (
 from rnnt.model import Transducer
 from rnnt.runtimes.pytorch import TorchRuntime
 
+from .conftest import tiny_model_config
 from .test_decoding import DOMINANT_BIAS, INPUT_DIM, assert_same_hypothesis, random_features, tiny_runtime
 
 SMALL_VOCAB = 4  # blank, <unk> and two tokens: every alignment can be enumerated
@@ -30,14 +31,13 @@ EXHAUSTIVE_BEAM = 200  # more than the 1 + 3 + 9 + 27 + 81 token sequences of 4 
 
 
 def small_runtime(seed: int) -> TorchRuntime:
-    config = ModelConfig(
+    config = tiny_model_config(
         vocab_size=SMALL_VOCAB,
         input_dim=INPUT_DIM,
         encoder_layers=1,
         encoder_hidden=8,
         encoder_output=6,
         time_reduction=1,
-        reduction_after=1,
         predictor_embed=4,
         predictor_hidden=8,
         predictor_output=6,

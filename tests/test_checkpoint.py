@@ -17,9 +17,11 @@ from rnnt.checkpoint import (
     prune_checkpoints,
     step_checkpoints,
 )
-from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, TokenizerConfig
+from rnnt.config import DecodeConfig, FeatureConfig, TokenizerConfig
 from rnnt.model import Transducer
 from rnnt.tokenizer import Tokenizer
+
+from .conftest import tiny_model_config
 
 TEXTS = ["the quick brown fox", "jumps over the lazy dog", "hello world"]
 FEATURES = FeatureConfig(feature_kind="kaldi_fbank", hop_length=320, stack_frames=2)
@@ -32,16 +34,11 @@ def tokenizer() -> Tokenizer:
 
 
 def tiny_model(tokenizer: Tokenizer, hidden: int = 16, seed: int = 0) -> Transducer:
-    config = ModelConfig(
+    config = tiny_model_config(
         vocab_size=tokenizer.vocab_size,
         input_dim=FEATURES.feature_dim,
-        encoder_layers=2,
         encoder_hidden=hidden,
-        encoder_output=12,
-        reduction_after=1,
-        predictor_embed=8,
         predictor_hidden=hidden,
-        predictor_output=12,
         joint_dim=12,
     )
     torch.manual_seed(seed)

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from rnnt.config import BLANK_ID, UNK_ID, DecodeConfig, ModelConfig
+from rnnt.config import BLANK_ID, UNK_ID, DecodeConfig
 from rnnt.decoding import Hypothesis, decode_features, greedy_search, initial_hypothesis
 from rnnt.model import Transducer
 from rnnt.runtimes.pytorch import TorchRuntime
+
+from .conftest import tiny_model_config
 
 VOCAB = 10
 INPUT_DIM = 12
@@ -21,19 +23,7 @@ DOMINANT_BIAS = 100.0  # a joint bias that makes one class win every time
 
 
 def tiny_runtime(seed: int = 0) -> TorchRuntime:
-    config = ModelConfig(
-        vocab_size=VOCAB,
-        input_dim=INPUT_DIM,
-        encoder_layers=2,
-        encoder_hidden=16,
-        encoder_output=12,
-        time_reduction=TIME_REDUCTION,
-        reduction_after=1,
-        predictor_embed=8,
-        predictor_hidden=16,
-        predictor_output=12,
-        joint_dim=16,
-    )
+    config = tiny_model_config(vocab_size=VOCAB, input_dim=INPUT_DIM, time_reduction=TIME_REDUCTION)
     torch.manual_seed(seed)
     model = Transducer(config)
     with torch.no_grad():

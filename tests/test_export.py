@@ -17,7 +17,7 @@ import torch
 
 from rnnt.audio import load_audio
 from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
-from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, TokenizerConfig
+from rnnt.config import DecodeConfig, FeatureConfig, TokenizerConfig
 from rnnt.decoding import Runtime, decode_features
 from rnnt.export import ExportError, export, synthetic_speech
 from rnnt.features import compute_features
@@ -27,7 +27,7 @@ from rnnt.runtimes.ov import OpenVinoRuntime
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.tokenizer import Tokenizer
 
-from .conftest import REAL_AUDIO, REPO
+from .conftest import REAL_AUDIO, REPO, tiny_model_config
 
 TEXTS = ["i had that curiosity beside me at this moment", "in eighteen thirteen", "eight the press yard"]
 FEATURES = FeatureConfig()
@@ -40,17 +40,12 @@ CHUNK_FRAMES = 8  # a multiple of the time reduction
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = Tokenizer.train(TEXTS, TokenizerConfig(tokenizer_kind="char"))
-    config = ModelConfig(
+    config = tiny_model_config(
         vocab_size=tokenizer.vocab_size,
         input_dim=FEATURES.feature_dim,
         encoder_layers=3,
-        encoder_hidden=16,
-        encoder_output=12,
         reduction_after=2,
-        predictor_embed=8,
         predictor_layers=2,
-        predictor_hidden=16,
-        predictor_output=12,
         joint_dim=12,
     )
     torch.manual_seed(0)

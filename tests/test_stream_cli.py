@@ -14,14 +14,14 @@ import torch
 
 from rnnt.audio import load_audio
 from rnnt.checkpoint import atomic_save, make_checkpoint
-from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, ModelConfig, TokenizerConfig
+from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, TokenizerConfig
 from rnnt.decoding import decode_features
 from rnnt.features import compute_features
 from rnnt.model import Transducer
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.tokenizer import Tokenizer
 
-from .conftest import REAL_AUDIO, REPO
+from .conftest import REAL_AUDIO, REPO, tiny_model_config
 from .test_streaming import BLANK_BIAS, JOINT_GAIN, PREDICTOR_GAIN, TEXTS
 
 RECORDINGS = ["jfk.flac", "common_voice_en_651325.mp3"]  # 44.1 kHz stereo flac; 48 kHz mp3
@@ -32,18 +32,7 @@ FEATURES = FeatureConfig()
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random model with a char tokenizer, saved as a checkpoint."""
     tokenizer = Tokenizer.train(TEXTS, TokenizerConfig(tokenizer_kind="char"))
-    config = ModelConfig(
-        vocab_size=tokenizer.vocab_size,
-        input_dim=FEATURES.feature_dim,
-        encoder_layers=2,
-        encoder_hidden=16,
-        encoder_output=12,
-        reduction_after=1,
-        predictor_embed=8,
-        predictor_hidden=16,
-        predictor_output=12,
-        joint_dim=16,
-    )
+    config = tiny_model_config(vocab_size=tokenizer.vocab_size, input_dim=FEATURES.feature_dim)
     torch.manual_seed(2)
     model = Transducer(config)
     with torch.no_grad():

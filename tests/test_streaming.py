@@ -28,6 +28,8 @@ from rnnt.streaming import (
 )
 from rnnt.tokenizer import Tokenizer
 
+from .conftest import tiny_model_config
+
 SAMPLE_RATE = 16000
 FEATURES = FeatureConfig(num_mel_bins=20)  # 30 ms model frames
 TIME_REDUCTION = 2
@@ -48,18 +50,8 @@ def tokenizer() -> Tokenizer:
 
 
 def tiny_model(tokenizer: Tokenizer, decode: DecodeConfig, seed: int = 0) -> LoadedModel:
-    config = ModelConfig(
-        vocab_size=tokenizer.vocab_size,
-        input_dim=FEATURES.feature_dim,
-        encoder_layers=2,
-        encoder_hidden=16,
-        encoder_output=12,
-        time_reduction=TIME_REDUCTION,
-        reduction_after=1,
-        predictor_embed=8,
-        predictor_hidden=16,
-        predictor_output=12,
-        joint_dim=16,
+    config = tiny_model_config(
+        vocab_size=tokenizer.vocab_size, input_dim=FEATURES.feature_dim, time_reduction=TIME_REDUCTION
     )
     torch.manual_seed(seed)
     model = Transducer(config)
