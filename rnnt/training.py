@@ -1,10 +1,4 @@
-"""The training loop: step-based, micro-batched, data-parallel, resumable exactly.
-
-Data parallelism averages gradients with one `all_reduce` over a flat buffer after the
-step's micro-batches. DistributedDataParallel's reducer expects one backward per forward
-and every parameter used in it; the sub-batched joint backward (`rnnt.loss`) runs several
-backwards per forward, so the all-reduce is done here, once per optimizer step.
-"""
+"""The training loop: step-based, micro-batched, data-parallel, resumable exactly."""
 
 from __future__ import annotations
 
@@ -21,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from rnnt import checkpoint as ckpt
 from rnnt.config import (
@@ -42,6 +35,7 @@ from rnnt.corpus import (
     read_weighted_corpora,
 )
 from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro_batches
+from rnnt.distributed import Distributed, all_reduce_sum, sum_gradients
 from rnnt.evaluation import EvalResult, evaluate
 from rnnt.loss import transducer_backward
 from rnnt.model import GlobalNorm, Transducer, count_parameters
@@ -86,16 +80,6 @@ class TrainState:
     best_wer: float = math.inf
     train_seconds: float = 0.0  # wall time spent training, summed over resumes
     audio_seconds: float = 0.0  # audio processed, summed over ranks
-
-
-@dataclass(frozen=True)
-class Distributed:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 def training_corpus(config: RunConfig) -> list[Utterance]:
@@ -151,34 +135,13 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     raise ValueError(f"unknown optimizer {config.optimizer!r} (adam, adamw or sgd)")
 
 
-def _all_reduce_sum(values: list[float], dist_info: Distributed) -> list[float]:
-    if dist_info.world == 1:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
-def _average_gradients(model: torch.nn.Module, dist_info: Distributed) -> None:
-    """Sum gradients over ranks (each rank already divided by the global normaliser)."""
-    if dist_info.world == 1:
-        return
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    offset = 0
-    for grad in grads:
-        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-        offset += grad.numel()
-
-
 class Trainer:
     """Owns the model, optimiser, schedule and loop of one run."""
 
-    def __init__(self, config: RunConfig, dist_info: Distributed = Distributed()):
-        self.dist = dist_info
+    def __init__(self, config: RunConfig, dist_info: Distributed | None = None):
+        self.dist = dist_info or Distributed()
         self.device = (
-            torch.device("cuda", dist_info.rank) if torch.cuda.is_available() else torch.device("cpu")
+            torch.device("cuda", self.dist.rank) if torch.cuda.is_available() else torch.device("cpu")
         )
         train_utterances = training_corpus(config)
         self.tokenizer = prepare_tokenizer(config, train_utterances)
@@ -285,7 +248,7 @@ class Trainer:
             float(sum(len(b.texts) for b in micro_batches)),
             float(sum(int(b.target_lengths.sum()) for b in micro_batches)),
         ]
-        utterances, tokens = _all_reduce_sum(counts, self.dist)
+        utterances, tokens = all_reduce_sum(counts, self.dist)
         normalizer = max(1.0, tokens if train.loss_normalization == "token" else utterances)
         rnnt_total = ctc_total = audio = 0.0
         for batch in micro_batches:
@@ -308,7 +271,7 @@ class Trainer:
             rnnt_total += values.transducer
             ctc_total += values.ctc
             audio += batch.audio_seconds
-        _average_gradients(self.model, self.dist)
+        sum_gradients(self.model, self.dist)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip or math.inf)
         lr = self.schedule.lr(self.state.step)
         for group in self.optimizer.param_groups:
@@ -317,7 +280,7 @@ class Trainer:
             self.optimizer.step()
         else:
             log.warning("step %d: non-finite gradient norm, update skipped", self.state.step)
-        rnnt_total, ctc_total, audio = _all_reduce_sum([rnnt_total, ctc_total, audio], self.dist)
+        rnnt_total, ctc_total, audio = all_reduce_sum([rnnt_total, ctc_total, audio], self.dist)
         return {
             "loss": rnnt_total / normalizer,
             "ctc_loss": ctc_total / normalizer,

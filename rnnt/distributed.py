@@ -1,0 +1,46 @@
+"""Data parallelism across ranks (torchrun): rank info and gradient all-reduce.
+
+Gradients are summed with one `all_reduce` over a flat buffer after the step's
+micro-batches. DistributedDataParallel's reducer expects one backward per forward and
+every parameter used in it; the sub-batched joint backward (`rnnt.loss`) runs several
+backwards per forward, so the reduction is done here, once per optimizer step. Each rank
+divides its loss by the global normaliser, so the sum is the whole batch's gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def all_reduce_sum(values: list[float], dist_info: Distributed) -> list[float]:
+    if dist_info.world == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def sum_gradients(model: torch.nn.Module, dist_info: Distributed) -> None:
+    """Sum gradients over ranks (each rank already divided by the global normaliser)."""
+    if dist_info.world == 1:
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
