@@ -22,6 +22,7 @@ from rnnt.features import compute_features
 from rnnt.flags import run_config_from_flags
 from rnnt.model import Transducer
 from rnnt.runtimes import CONFIG_FILE
+from rnnt.state import LstmState
 from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
 from rnnt.training import model_config_for_summary
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 BLANK_RATE = 0.7  # fraction of frames on which the random model emits nothing
 CALIBRATION_SECONDS = 20.0  # synthetic speech used to set the blank bias
+CALIBRATION_CONTEXTS = 64  # random one-token predictor contexts it is set over
 SEED = 0
 
 
@@ -44,15 +46,23 @@ def read_transcripts(corpus: Path) -> list[str]:
 
 
 def calibrate_blank(model: Transducer, features: np.ndarray, blank_rate: float) -> None:
-    """Raise the blank bias so blank is the argmax on `blank_rate` of the frames."""
+    """Raise the blank bias so blank is the argmax on `blank_rate` of (frame, context) pairs.
+
+    Contexts are the predictor's outputs after the start token and after each of
+    `CALIBRATION_CONTEXTS` random tokens, so the rate holds once tokens have been emitted.
+    """
+    generator = torch.Generator().manual_seed(SEED)
+    tokens = torch.randint(2, model.config.vocab_size, (CALIBRATION_CONTEXTS, 1), generator=generator)
     with torch.no_grad():
         encoder_out, _ = model.encode(torch.from_numpy(features)[None])
-        pred, _ = model.predict(torch.tensor([[BLANK_ID]]))
-        logits = model.join(encoder_out[0], pred[0])
+        start, state = model.predict(torch.tensor([[BLANK_ID]]))
+        after, _ = model.predict(tokens, LstmState(*(x.expand(-1, len(tokens), -1) for x in state)))
+        contexts = torch.cat([start[:, 0], after[:, 0]])
+        logits = model.join(encoder_out[0][:, None], contexts[None])
         others = logits.clone()
-        others[:, BLANK_ID] = -torch.inf
-        margin = others.max(dim=1).values - logits[:, BLANK_ID]
-        model.joint.out.bias[BLANK_ID] += float(torch.quantile(margin, blank_rate)) + 1e-3
+        others[..., BLANK_ID] = -torch.inf
+        margin = others.max(dim=-1).values - logits[..., BLANK_ID]
+        model.joint.out.bias[BLANK_ID] += float(torch.quantile(margin.flatten(), blank_rate)) + 1e-3
 
 
 def build_random_export(flagfile: str, work_dir: Path, tokenizer_corpus: Path) -> tuple[Path, Path]:

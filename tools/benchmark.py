@@ -66,10 +66,12 @@ COLUMNS = (
 def model_paths() -> tuple[Path, Path, str]:
     """(checkpoint, export dir, name), building a random-weight model for --architecture."""
     if _ARCHITECTURE.value:
-        from rnnt.random_model import build_random_export
-
         name = Path(_ARCHITECTURE.value).stem
         work_dir = Path(_WORK_DIR.value) / name
+        if (work_dir / "export" / "config.json").is_file():  # built before: no torch import
+            return work_dir / "model.pt", work_dir / "export", name
+        from rnnt.random_model import build_random_export
+
         checkpoint, export_dir = build_random_export(
             _ARCHITECTURE.value, work_dir, Path(_TOKENIZER_CORPUS.value)
         )
