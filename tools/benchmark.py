@@ -105,6 +105,16 @@ def peak_rss_mb(variant: str) -> float:
     return float(lines[-1]) if result.returncode == 0 and lines else float("nan")
 
 
+def peak_rss_of_this_process_mb() -> float:
+    """VmHWM (resets at exec, unlike ru_maxrss, which a child inherits from its parent)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def print_table(rows: list[dict]) -> None:
     widths = [max(len(header), *(len(fmt.format(r[key])) for r in rows)) for key, header, fmt in COLUMNS]
     print("  ".join(header.rjust(w) for (_, header, _), w in zip(COLUMNS, widths, strict=True)))
@@ -129,7 +139,7 @@ def main(argv: list[str]) -> None:
         )
     benchmark.run_interleaved(variants, samples, stream.chunk_ms)
     if _RSS_PROBE.value:
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(peak_rss_of_this_process_mb())
         return
     bandwidth = benchmark.memory_bandwidth_bytes_per_s()
     scored = None if _ARCHITECTURE.value else references
