@@ -382,6 +382,7 @@ class Trainer:
                 for i in examples
             )
             self.writer.add_text("dev/examples", text, self.state.step)
+            self.writer.flush()  # a killed run keeps its last evaluation
 
 
 def _progress(initial: int, total: int, enabled: bool) -> Any:
