@@ -37,6 +37,10 @@ class Utterance:
     duration: float  # seconds
     offset: float = 0.0  # seconds into the file
 
+    def load(self, sample_rate: int) -> np.ndarray:
+        """Its mono samples at `sample_rate` (raises `AudioError`)."""
+        return load_audio(self.audio, sample_rate, self.offset, self.duration)
+
 
 def read_manifest(path: str | Path) -> list[Utterance]:
     """JSONL lines {"audio", "text", "duration"?, "offset"?, "id"?}; relative audio paths
@@ -145,7 +149,7 @@ def feature_statistics(
     frames = []
     for utterance in list(utterances)[::step][:limit]:
         try:
-            samples = load_audio(utterance.audio, config.sample_rate, utterance.offset, utterance.duration)
+            samples = utterance.load(config.sample_rate)
         except AudioError as error:
             log.warning("statistics: skipped %s: %s", utterance.id, error)
             continue

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnt.audio import AudioError, load_audio
+from rnnt.audio import AudioError
 from rnnt.augment import augment_features, augment_samples
 from rnnt.config import AugmentConfig, FeatureConfig
 from rnnt.corpus import Utterance
@@ -75,9 +75,7 @@ class UtteranceDataset(torch.utils.data.Dataset):
         index, epoch = key
         utterance = self.utterances[index]
         try:
-            samples = load_audio(
-                utterance.audio, self.features.sample_rate, utterance.offset, utterance.duration
-            )
+            samples = utterance.load(self.features.sample_rate)
         except AudioError as error:
             log.warning("skipped utterance %s: %s", utterance.id, error)
             return None

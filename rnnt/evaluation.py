@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnt.audio import AudioError, load_audio
+from rnnt.audio import AudioError
 from rnnt.config import DecodeConfig, FeatureConfig
 from rnnt.corpus import Utterance
 from rnnt.decoding import Runtime, decode_features
@@ -70,7 +70,7 @@ def evaluate(
 
 def _features(utterance: Utterance, config: FeatureConfig) -> np.ndarray:
     try:
-        samples = load_audio(utterance.audio, config.sample_rate, utterance.offset, utterance.duration)
+        samples = utterance.load(config.sample_rate)
     except AudioError as error:
         log.warning("scored as empty: %s", error)
         return np.zeros((0, config.feature_dim), dtype=np.float32)

@@ -330,9 +330,7 @@ class Trainer:
                 log.info("time limit of %.1f minutes reached at step %d", train.max_minutes, self.state.step)
                 break
         progress.close()
-        if not ckpt.step_checkpoints(self.models_dir) or ckpt.step_checkpoints(self.models_dir)[
-            -1
-        ].stem != str(self.state.step):
+        if not (self.models_dir / f"{self.state.step}.pt").is_file():
             self.save()
         return self.state
 

@@ -22,7 +22,6 @@ import numpy as np
 from absl import app, flags
 
 from rnnt import benchmark, cli
-from rnnt.audio import load_audio
 from rnnt.config import DecodeConfig, StreamConfig
 from rnnt.corpus import read_corpus
 from rnnt.flags import config_from_flags
@@ -93,7 +92,7 @@ def variant_source(backend: str, checkpoint: Path, export_dir: Path) -> Path:
 
 def load_utterances() -> tuple[list[np.ndarray], list[str]]:
     utterances = [u for u in read_corpus(_MANIFEST.value) if u.text][: _MAX_UTTERANCES.value]
-    samples = [load_audio(u.audio, 16000, u.offset, u.duration) for u in utterances]
+    samples = [u.load(16000) for u in utterances]
     return samples, [u.text for u in utterances]
 
 
