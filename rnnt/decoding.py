@@ -19,6 +19,8 @@ import numpy as np
 from rnnt.config import BLANK_ID, UNK_ID, DecodeConfig
 from rnnt.state import LstmState, select_state, stack_states
 
+GREEDY_LOOKAHEAD = 16  # encoder frames one greedy `join` scores ahead of the search
+
 
 class Runtime(Protocol):
     """The three networks of a transducer, numpy in and out."""
@@ -87,24 +89,43 @@ def greedy_search(
     """Batched greedy search, at most `max_symbols_per_frame` tokens per frame.
 
     `encoder_out` (B, T', E) holds B streams' next frames, `lengths[b]` of them valid.
+    While a stream emits blanks its predictor output does not change, so one `join` scores
+    its next `GREEDY_LOOKAHEAD` frames against it and the search jumps to the first frame
+    whose best class is a token. This gives the frame-by-frame search's decisions with about
+    one `join` per emitted token instead of one per frame (most frames are blank).
     """
     out = [_copy(h) for h in hyps]
-    for t in range(encoder_out.shape[1]):
-        active = [b for b in range(len(out)) if t < lengths[b]]
-        for _ in range(config.max_symbols_per_frame):
-            if not active:
-                break
-            pred = np.stack([out[b].predictor_out for b in active])
-            logp = _log_probs(runtime, encoder_out[active, t], pred, config)
-            best = logp.argmax(axis=1)
-            for row, b in enumerate(active):
-                out[b].score += float(logp[row, best[row]])
-            active = [b for row, b in enumerate(active) if best[row] != BLANK_ID]
-            emitted = [int(best[row]) for row in np.flatnonzero(best != BLANK_ID)]
-            _extend(runtime, [out[b] for b in active], emitted)
-        for b in range(len(out)):
-            if t < lengths[b]:
+    frame = [0] * len(out)  # next frame of each stream to score
+    on_frame = [0] * len(out)  # tokens already emitted on that frame
+    active = [b for b in range(len(out)) if lengths[b] > 0]
+    while active:
+        spans = [min(lengths[b] - frame[b], GREEDY_LOOKAHEAD) for b in active]
+        enc = np.concatenate(
+            [encoder_out[b, frame[b] : frame[b] + n] for b, n in zip(active, spans, strict=True)]
+        )
+        pred = np.repeat(np.stack([out[b].predictor_out for b in active]), spans, axis=0)
+        logp = _log_probs(runtime, enc, pred, config)
+        best = logp.argmax(axis=1)
+        emitters, tokens = [], []
+        for b, rows in zip(active, np.split(np.arange(len(enc)), np.cumsum(spans)[:-1]), strict=True):
+            for row in rows:
+                if best[row] != BLANK_ID:
+                    out[b].score += float(logp[row, best[row]])
+                    emitters.append(b)
+                    tokens.append(int(best[row]))
+                    break
+                out[b].score += float(logp[row, BLANK_ID])
                 _advance_frame(out[b])
+                frame[b] += 1
+                on_frame[b] = 0
+        _extend(runtime, [out[b] for b in emitters], tokens)
+        for b in emitters:
+            on_frame[b] += 1
+            if on_frame[b] == config.max_symbols_per_frame:
+                _advance_frame(out[b])
+                frame[b] += 1
+                on_frame[b] = 0
+        active = [b for b in active if frame[b] < lengths[b]]
     return out
 
 
@@ -265,6 +286,8 @@ def search(
     """
     if config.beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {config.beam_size}")
+    if config.max_symbols_per_frame < 1:
+        raise ValueError(f"max_symbols_per_frame must be at least 1, got {config.max_symbols_per_frame}")
     if config.beam_size > 1:
         return beam_search(runtime, encoder_out, lengths, beams, config)
     best = greedy_search(runtime, encoder_out, lengths, [beam[0] for beam in beams], config)

@@ -76,6 +76,54 @@ def test_resumed_search_equals_one_call(pieces: list[int]) -> None:
     assert_same_hypothesis(hyps[0], whole[0])
 
 
+def frame_by_frame_greedy(runtime: TorchRuntime, encoder_out: np.ndarray, max_symbols: int) -> Hypothesis:
+    """The textbook greedy search: one `join` per (frame, symbol), for one stream."""
+    hyp = initial_hypothesis(runtime)
+    for t in range(encoder_out.shape[0]):
+        for _ in range(max_symbols):
+            logits = runtime.join(encoder_out[t : t + 1], hyp.predictor_out[None])[0]
+            logp = logits - np.logaddexp.reduce(logits)
+            logp[UNK_ID] = -np.inf
+            token = int(logp.argmax())
+            hyp.score += float(logp[token])
+            if token == BLANK_ID:
+                break
+            out, hyp.predictor_state = runtime.predict(np.array([token]), hyp.predictor_state)
+            hyp.predictor_out = out[0]
+            hyp.tokens.append(token)
+            hyp.frames.append(t)
+    return hyp
+
+
+@pytest.mark.parametrize("max_symbols", [1, 2, 4])
+def test_lookahead_greedy_equals_frame_by_frame(max_symbols: int) -> None:
+    runtime = tiny_runtime(seed=2)
+    with torch.no_grad():
+        runtime.model.joint.out.bias[BLANK_ID] += 0.55  # mostly blank, as a trained model
+    features = random_features([2 * 45, 2 * 7, 2 * 16], seed=2)  # longer and shorter than the lookahead
+    config = DecodeConfig(max_symbols_per_frame=max_symbols)
+    calls = 0
+    join = runtime.join
+
+    def counting_join(encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        return join(encoder_out, predictor_out)
+
+    runtime.join = counting_join  # type: ignore[method-assign]
+    hyps = decode_features(runtime, features, config)
+    searched_calls = calls
+    for hyp, feats in zip(hyps, features, strict=True):
+        encoder_out, _ = runtime.encode(feats[None], runtime.init_encoder_state(1))
+        expected = frame_by_frame_greedy(runtime, encoder_out[0], max_symbols)
+        assert hyp.tokens == expected.tokens and hyp.frames == expected.frames
+        assert hyp.score == pytest.approx(expected.score, abs=1e-4)
+    frames = sum(len(f) // TIME_REDUCTION for f in features)
+    tokens = sum(len(h.tokens) for h in hyps)
+    assert 0 < tokens < frames / 2
+    assert searched_calls < frames  # frame by frame would need at least one join per frame
+
+
 def test_search_does_not_modify_its_input() -> None:
     runtime = tiny_runtime()
     (features,) = random_features([16])

@@ -32,7 +32,7 @@ _ARCHITECTURE = flags.DEFINE_string(
     "architecture", "", "flagfile: benchmark its architecture, random weights"
 )
 _TOKENIZER_CORPUS = flags.DEFINE_string(
-    "tokenizer_corpus", "datasets/demo/train", "--architecture: transcripts to train its BPE on"
+    "tokenizer_corpus", "datasets/demo/train", "--architecture: transcripts to train its BPE on, speech to set its blank rate"
 )
 _WORK_DIR = flags.DEFINE_string("work_dir", "benchmarks", "where --architecture models and JSON go")
 _MANIFEST = flags.DEFINE_string("manifest", "datasets/demo/test", "utterances to decode (and score)")
