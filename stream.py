@@ -25,12 +25,14 @@ from absl import app, flags
 from rnnt import cli
 from rnnt.audio import load_audio
 from rnnt.flags import decode_config_from_flags, stream_config_from_flags
-from rnnt.runtimes import BACKENDS, PRECISIONS, load_model
+from rnnt.runtimes import BACKENDS, load_model
 from rnnt.streaming import FINAL, CaptionEvent, StreamingRecognizer
 
 _MODEL = flags.DEFINE_string("model", "", "checkpoint file (torch) or export directory (any backend)")
 _BACKEND = flags.DEFINE_string("backend", "torch", f"runtime: {', '.join(BACKENDS)}")
-_PRECISION = flags.DEFINE_string("precision", "fp32", f"exported weights: {', '.join(PRECISIONS)}")
+_PRECISION = flags.DEFINE_string(
+    "precision", "fp32", "fp32; int8 (onnx, needs export --int8); bf16 (openvino)"
+)
 _THREADS = flags.DEFINE_integer("threads", 0, "encoder intra-op threads (0: the backend's default)")
 _INPUT = flags.DEFINE_string("input", "", "audio file to caption (any format, rate, channels)")
 _FORMAT = flags.DEFINE_string("format", "text", "text (captions as they form) or jsonl (one event a line)")

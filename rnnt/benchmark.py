@@ -25,7 +25,7 @@ from rnnt.scoring import error_rates
 from rnnt.state import LstmState
 from rnnt.streaming import StreamingRecognizer
 
-BYTES_PER_PARAMETER = {"fp32": 4, "int8": 1}  # weight bytes an encoder call must read
+BYTES_PER_PARAMETER = {"fp32": 4, "bf16": 2, "int8": 1}  # weight bytes an encoder call must read
 COPY_BYTES = 256 << 20  # array size for the memory bandwidth probe
 PERCENTILE_HIGH = 95
 T = TypeVar("T")

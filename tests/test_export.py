@@ -33,6 +33,7 @@ TEXTS = ["i had that curiosity beside me at this moment", "in eighteen thirteen"
 FEATURES = FeatureConfig()
 # Real recordings (3.4 s and 1.5 s: odd and even frame counts) and their synthetic stand-ins' lengths.
 RECORDINGS = {"Lab41-SRI-VOiCES-src-sp0307-ch127535-sg0042.wav": 3.4, "LJ002-0020.wav": 1.5}
+BF16_ATOL = 0.1  # bfloat16 keeps 8 significant bits
 ATOL = 1e-4
 CHUNK_FRAMES = 8  # a multiple of the time reduction
 
@@ -154,6 +155,16 @@ def test_int8_export_decodes(exported: Path, utterances: list[np.ndarray]) -> No
     assert all(0 <= token < loaded.model.vocab_size for hyp in hyps for token in hyp.tokens)
 
 
+def test_openvino_bf16_is_close_to_torch(
+    backends: dict[str, Runtime], exported: Path, utterances: list[np.ndarray]
+) -> None:
+    bf16 = load_model(exported, "openvino", "bf16").runtime
+    features = utterances[0][None]
+    want, _ = backends["torch"].encode(features, backends["torch"].init_encoder_state(1))
+    got, _ = bf16.encode(features, bf16.init_encoder_state(1))
+    np.testing.assert_allclose(got, want, atol=BF16_ATOL)
+
+
 TORCH_FREE = """
 import sys
 import numpy as np
@@ -190,8 +201,10 @@ def test_missing_export_is_rejected(exported: Path, tmp_path: Path) -> None:
     (broken / "encoder.int8.onnx").unlink()
     with pytest.raises(ModelLoadError, match="--int8"):
         load_model(broken, "onnx", "int8")
-    with pytest.raises(ModelLoadError, match="fp32 only"):
+    with pytest.raises(ModelLoadError, match="runs fp32 or bf16"):
         load_model(exported, "openvino", "int8")
+    with pytest.raises(ModelLoadError, match="runs fp32 or int8"):
+        load_model(exported, "onnx", "bf16")
 
 
 def test_parity_failure_raises(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

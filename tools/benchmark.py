@@ -32,13 +32,17 @@ _ARCHITECTURE = flags.DEFINE_string(
     "architecture", "", "flagfile: benchmark its architecture, random weights"
 )
 _TOKENIZER_CORPUS = flags.DEFINE_string(
-    "tokenizer_corpus", "datasets/demo/train", "--architecture: transcripts to train its BPE on, speech to set its blank rate"
+    "tokenizer_corpus",
+    "datasets/demo/train",
+    "--architecture: transcripts to train its BPE on, speech to set its blank rate",
 )
 _WORK_DIR = flags.DEFINE_string("work_dir", "benchmarks", "where --architecture models and JSON go")
 _MANIFEST = flags.DEFINE_string("manifest", "datasets/demo/test", "utterances to decode (and score)")
 _MAX_UTTERANCES = flags.DEFINE_integer("max_utterances", 30, "decode the first N utterances")
 _VARIANTS = flags.DEFINE_list(
-    "variants", ["torch:fp32", "onnx:fp32", "openvino:fp32", "onnx:int8"], "backend:precision list"
+    "variants",
+    ["torch:fp32", "onnx:fp32", "openvino:fp32", "openvino:bf16", "onnx:int8"],
+    "backend:precision list",
 )
 _THREADS = flags.DEFINE_integer("threads", 0, "encoder threads (0: each backend's default)")
 _OUTPUT = flags.DEFINE_string("output", "", "JSON path (default <work_dir>/<name>.json)")

@@ -26,7 +26,7 @@ from rnnt.state import LstmState
 from rnnt.tokenizer import Tokenizer
 
 BACKENDS = ("torch", "onnx", "openvino")
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8", "bf16")  # bf16: OpenVINO computing the fp32 IR in bfloat16
 EXPORT_FORMAT = "rnnt-export-1"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.model"
@@ -124,7 +124,10 @@ def _load_checkpoint(path: Path, backend: str, precision: str, threads: int) -> 
 
 
 def graph_file(directory: Path, backend: str, graph: str, precision: str) -> Path:
-    """Where an export directory keeps `graph` for `backend` ("onnx" or "openvino")."""
+    """Where an export directory keeps `graph` for `backend` ("onnx" or "openvino").
+
+    OpenVINO's bf16 is a compile-time setting on the same (fp32) IR.
+    """
     if backend == "onnx":
         return directory / (f"{graph}.onnx" if precision == "fp32" else f"{graph}.{precision}.onnx")
     return directory / OPENVINO_DIR / f"{graph}.xml"

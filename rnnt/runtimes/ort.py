@@ -50,6 +50,10 @@ class OnnxRuntime(ZeroStates):
     """
 
     def __init__(self, directory: str | Path, config: ModelConfig, precision: str = "fp32", threads: int = 0):
+        if precision not in ("fp32", "int8"):
+            raise ModelLoadError(
+                f"the onnx backend runs fp32 or int8; for {precision} use the openvino backend"
+            )
         ort = _import_onnxruntime()
         directory = Path(directory)
         self.config = config
