@@ -46,8 +46,8 @@ corpus: setup
 demo: corpus
 	@echo "== 1/5 retrain briefly from flagfiles/demo.txt to show the learning curve ($(DEMO_RETRAIN_MINUTES) min)"
 	rm -rf logs/demo-retrain
-	$(PY) train.py --flagfile=flagfiles/demo.txt --name=demo-retrain --max_minutes=$(DEMO_RETRAIN_MINUTES) \
-		--eval_every=100 --dev_max_utterances=60
+	.venv/bin/torchrun --nproc_per_node=2 train.py --flagfile=flagfiles/demo.txt --name=demo-retrain \
+		--max_minutes=$(DEMO_RETRAIN_MINUTES) --eval_every=100 --dev_max_utterances=60
 	$(PY) tools/learning_curve.py --run_dir=logs/demo-retrain
 	@echo "== 2/5 evaluate the shipped demo model ($(DEMO_MODEL)) on unseen sentences and voices"
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/dev

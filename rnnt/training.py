@@ -326,7 +326,9 @@ class Trainer:
                 )
             progress.update(1)
             self._maybe_evaluate_and_save()
-            if train.max_minutes and self.state.train_seconds > 60 * train.max_minutes:
+            over_time = bool(train.max_minutes) and self.state.train_seconds > 60 * train.max_minutes
+            # Ranks' clocks differ: stop when any rank is over, all at the same step.
+            if train.max_minutes and all_reduce_sum([float(over_time)], self.dist)[0] > 0:
                 log.info("time limit of %.1f minutes reached at step %d", train.max_minutes, self.state.step)
                 break
         progress.close()
