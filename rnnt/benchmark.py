@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from rnnt.config import DecodeConfig, StreamConfig
+from rnnt.config import DecodeConfig, ModelConfig, StreamConfig
 from rnnt.decoding import Runtime
 from rnnt.runtimes import GRAPHS, LoadedModel, graph_file, load_model
 from rnnt.scoring import error_rates
@@ -26,7 +26,8 @@ from rnnt.state import LstmState
 from rnnt.streaming import StreamingRecognizer
 
 BYTES_PER_PARAMETER = {"fp32": 4, "bf16": 2, "int8": 1}  # weight bytes an encoder call must read
-COPY_BYTES = 256 << 20  # array size for the memory bandwidth probe
+COPY_BYTES = 256 << 20  # array size for the memory bandwidth probe (far larger than any cache)
+CACHE_COPY_BYTES = 4 << 20  # array size for the cache bandwidth probe (fits a last-level cache)
 PERCENTILE_HIGH = 95
 T = TypeVar("T")
 
@@ -113,16 +114,30 @@ def run_interleaved(variants: Sequence[Variant], utterances: Sequence[np.ndarray
             stream_utterance(variant, samples, chunk_samples)
 
 
-def memory_bandwidth_bytes_per_s(repeats: int = 5) -> float:
-    """Read bandwidth from the fastest of `repeats` large array copies (read + write)."""
-    source = np.ones(COPY_BYTES // 4, dtype=np.float32)
+@dataclass(frozen=True)
+class Bandwidth:
+    """Bytes per second this machine moves from memory and from its last-level cache."""
+
+    memory: float
+    cache: float
+
+    @classmethod
+    def measure(cls) -> Bandwidth:
+        return cls(
+            copy_bandwidth_bytes_per_s(COPY_BYTES, 5), copy_bandwidth_bytes_per_s(CACHE_COPY_BYTES, 50)
+        )
+
+
+def copy_bandwidth_bytes_per_s(size_bytes: int, repeats: int) -> float:
+    """Read + write bandwidth of the fastest of `repeats` copies of a `size_bytes` array."""
+    source = np.ones(size_bytes // 4, dtype=np.float32)
     target = np.empty_like(source)
     best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
         np.copyto(target, source)
         best = min(best, time.perf_counter() - start)
-    return 2 * COPY_BYTES / best
+    return 2 * size_bytes / best
 
 
 def model_bytes(model_path: Path, backend: str, precision: str) -> int:
@@ -138,21 +153,41 @@ def model_bytes(model_path: Path, backend: str, precision: str) -> int:
     return total
 
 
-def encoder_parameters(variant: Variant) -> int:
-    """Weights of the encoder (from the model config; biases and norms ignored)."""
-    config = variant.loaded.model
+def encoder_parameters(config: ModelConfig) -> int:
+    """Weights of the encoder (biases and norms ignored)."""
     hidden, layers = config.encoder_hidden, config.encoder_layers
     recurrent = 4 * hidden * (config.input_dim + hidden) + (layers - 1) * 4 * hidden * 2 * hidden
     return recurrent + hidden * config.encoder_output
 
 
+def encoder_step_floor_ms(
+    config: ModelConfig, chunk_frames: int, bytes_per_parameter: int, bandwidth: Bandwidth
+) -> float:
+    """Least time for one chunk when each layer's recurrent matrix (4H x H) is read once per
+    time step from the last-level cache (a batch-1 LSTM cannot reuse it across steps, and a
+    4H x H fp32 matrix does not fit the per-core caches), and every other weight once from
+    memory."""
+    hidden = config.encoder_hidden
+    steps = [
+        chunk_frames if layer < config.reduction_after else chunk_frames // config.time_reduction
+        for layer in range(config.encoder_layers)
+    ]
+    recurrent = 4 * hidden * hidden
+    once = encoder_parameters(config) - recurrent * config.encoder_layers
+    seconds = (once / bandwidth.memory + recurrent * sum(steps) / bandwidth.cache) * bytes_per_parameter
+    return 1000 * seconds
+
+
 def summarize(
-    variant: Variant, references: Sequence[str] | None, bandwidth: float, size_bytes: int, chunk_ms: float
+    variant: Variant, references: Sequence[str] | None, bandwidth: Bandwidth, size_bytes: int, chunk_ms: float
 ) -> dict[str, float | str | None]:
-    """One table row: accuracy, per-call times, throughput, latency, size, floor."""
+    """One table row: accuracy, per-call times, throughput, latency, size, floors."""
     calls = {name: 1000 * np.asarray(times) for name, times in variant.timed.calls.items()}
     encoder_ms = calls.get("encoder", np.zeros(1))
-    floor_ms = 1000 * encoder_parameters(variant) * BYTES_PER_PARAMETER[variant.precision] / bandwidth
+    config, weight_bytes = variant.loaded.model, BYTES_PER_PARAMETER[variant.precision]
+    floor_ms = 1000 * encoder_parameters(config) * weight_bytes / bandwidth.memory
+    chunk_frames = variant.recognizer.chunk_frames
+    step_floor_ms = encoder_step_floor_ms(config, chunk_frames, weight_bytes, bandwidth)
     wer = error_rates(references, variant.transcripts).wer if references else None
     return {
         "runtime": variant.backend,
@@ -173,4 +208,6 @@ def summarize(
         "size_mb": round(size_bytes / 1e6, 2),
         "encoder_floor_ms": round(floor_ms, 3),
         "encoder_x_floor": round(float(np.median(encoder_ms)) / floor_ms, 2),
+        "encoder_step_floor_ms": round(step_floor_ms, 3),
+        "encoder_x_step_floor": round(float(np.median(encoder_ms)) / step_floor_ms, 2),
     }

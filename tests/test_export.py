@@ -228,3 +228,47 @@ def test_script_rejects_a_bad_checkpoint(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "error:" in result.stderr and "not a readable checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_benchmark_compares_every_runtime_in_one_run(
+    checkpoint: Path, exported: Path, tmp_path: Path
+) -> None:
+    audio = [REAL_AUDIO / name for name in RECORDINGS]
+    if not all(path.is_file() for path in audio):
+        pytest.skip("needs the real recordings in shared/real")
+    manifest = tmp_path / "real.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": str(path), "text": "a b"}) + "\n" for path in audio))
+    output = tmp_path / "bench.json"
+    variants = "torch:fp32,onnx:fp32,openvino:fp32,openvino:bf16,onnx:int8"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "tools/benchmark.py",
+            f"--checkpoint={checkpoint}",
+            f"--export_dir={exported}",
+            f"--manifest={manifest}",
+            f"--variants={variants}",
+            f"--output={output}",
+            "--chunk_ms=240",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(output.read_text())
+    rows = {f"{row['runtime']}:{row['precision']}": row for row in result["rows"]}
+    assert list(rows) == variants.split(",")
+    assert result["fp32_transcripts_identical"]
+    assert len({rows[name]["wer_percent"] for name in rows if name.endswith("fp32")}) == 1
+    for row in rows.values():
+        assert row["audio_s_per_s"] > 0 and row["peak_rss_mb"] > 0 and row["size_mb"] > 0
+        assert row["encoder_floor_ms"] > 0 and row["encoder_step_floor_ms"] > 0
+        assert row["joint_calls"] > 0
+    assert rows["onnx:int8"]["size_mb"] < rows["onnx:fp32"]["size_mb"]
+    bf16_floor, fp32_floor = (
+        rows["openvino:bf16"]["encoder_floor_ms"],
+        rows["openvino:fp32"]["encoder_floor_ms"],
+    )
+    assert bf16_floor == pytest.approx(fp32_floor / 2, abs=2e-3)

@@ -63,6 +63,8 @@ COLUMNS = (
     ("peak_rss_mb", "RSS MB", "{}"),
     ("encoder_floor_ms", "floor ms", "{:.2f}"),
     ("encoder_x_floor", "x floor", "{:.2f}"),
+    ("encoder_step_floor_ms", "step floor ms", "{:.2f}"),
+    ("encoder_x_step_floor", "x step floor", "{:.2f}"),
 )
 
 
@@ -144,7 +146,7 @@ def main(argv: list[str]) -> None:
     if _RSS_PROBE.value:
         print(peak_rss_of_this_process_mb())
         return
-    bandwidth = benchmark.memory_bandwidth_bytes_per_s()
+    bandwidth = benchmark.Bandwidth.measure()
     scored = None if _ARCHITECTURE.value else references
     rows = []
     for variant in variants:
@@ -155,11 +157,18 @@ def main(argv: list[str]) -> None:
         rows.append(row)
     print_table(rows)
     same = len({tuple(v.transcripts) for v in variants if v.precision == "fp32"}) == 1
-    print(f"fp32 transcripts identical across runtimes: {same}; memory bandwidth {bandwidth / 1e9:.1f} GB/s")
+    print(
+        f"fp32 transcripts identical across runtimes: {same}; bandwidth: memory "
+        f"{bandwidth.memory / 1e9:.1f} GB/s, cache {bandwidth.cache / 1e9:.1f} GB/s"
+    )
     output = Path(_OUTPUT.value or Path(_WORK_DIR.value) / f"{name}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     summary = {"model": name, "utterances": len(samples), "fp32_transcripts_identical": same, "rows": rows}
-    output.write_text(json.dumps({**summary, "memory_bandwidth_gb_s": round(bandwidth / 1e9, 2)}, indent=1))
+    bandwidths = {
+        "memory_bandwidth_gb_s": round(bandwidth.memory / 1e9, 2),
+        "cache_bandwidth_gb_s": round(bandwidth.cache / 1e9, 2),
+    }
+    output.write_text(json.dumps({**summary, **bandwidths}, indent=1))
     print(f"wrote {output}")
 
 
