@@ -2,16 +2,14 @@
 
 A random joint network emits a token on almost every frame (blank is one class of V),
 which would make the search far busier than a trained model's. The blank logit's bias is
-therefore raised until blank wins `BLANK_RATE` of the frames on speech-like input, about
-what a trained model does at 120 ms per encoder frame. The bias is set on real speech from
-the tokenizer corpus: set on synthetic speech it did not transfer (the random model then
-emitted ~2.2 tokens per frame on real input, making the search ~5x busier than a trained
-model's).
+therefore raised until greedy search on the benchmark's speech emits `TOKENS_PER_SECOND`,
+about what a trained BPE model emits on read English.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +17,22 @@ import torch
 from absl import flags
 
 from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
-from rnnt.config import BLANK_ID, FeatureConfig, replace
-from rnnt.corpus import read_corpus
+from rnnt.config import BLANK_ID, DecodeConfig, replace
+from rnnt.decoding import greedy_search, initial_hypothesis
 from rnnt.export import export
 from rnnt.features import compute_features
 from rnnt.flags import run_config_from_flags
 from rnnt.model import Transducer
 from rnnt.runtimes import CONFIG_FILE
-from rnnt.state import LstmState
+from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
 from rnnt.training import model_config_for_summary
 
 log = logging.getLogger(__name__)
 
-BLANK_RATE = 0.7  # fraction of frames on which the random model emits nothing
-CALIBRATION_SECONDS = 30.0  # speech from the tokenizer corpus used to set the blank bias
-CALIBRATION_CONTEXTS = 64  # random one-token predictor contexts it is set over
+TOKENS_PER_SECOND = 4.0  # ~3 words per second of read speech, ~1.3 BPE pieces per word
+CALIBRATION_STEPS = 12  # bisection steps on the blank bias
 SEED = 0
 
 
@@ -49,38 +46,48 @@ def read_transcripts(corpus: Path) -> list[str]:
     return sorted(set(filter(None, texts)))
 
 
-def calibrate_blank(model: Transducer, features: np.ndarray, blank_rate: float) -> None:
-    """Raise the blank bias so blank is the argmax on `blank_rate` of (frame, context) pairs.
+def calibrate_blank(model: Transducer, utterances: Sequence[np.ndarray], tokens_per_frame: float) -> None:
+    """Raise the blank bias until greedy search, decoding each of `utterances` (T, D) from
+    the start as a benchmark does, emits about `tokens_per_frame` tokens per encoder frame.
 
-    Contexts are the predictor's outputs after the start token and after each of
-    `CALIBRATION_CONTEXTS` random tokens, so the rate holds once tokens have been emitted.
+    The rate is measured by decoding, because the predictor contexts that matter are the
+    ones the model's own tokens lead to: a bias set on one-token contexts, or on one long
+    utterance, still let the random model emit ~2.7 tokens per frame on other utterances.
     """
-    generator = torch.Generator().manual_seed(SEED)
-    tokens = torch.randint(2, model.config.vocab_size, (CALIBRATION_CONTEXTS, 1), generator=generator)
-    with torch.no_grad():
-        encoder_out, _ = model.encode(torch.from_numpy(features)[None])
-        start, state = model.predict(torch.tensor([[BLANK_ID]]))
-        after, _ = model.predict(tokens, LstmState(*(x.expand(-1, len(tokens), -1) for x in state)))
-        contexts = torch.cat([start[:, 0], after[:, 0]])
-        logits = model.join(encoder_out[0][:, None], contexts[None])
-        others = logits.clone()
-        others[..., BLANK_ID] = -torch.inf
-        margin = others.max(dim=-1).values - logits[..., BLANK_ID]
-        model.joint.out.bias[BLANK_ID] += float(torch.quantile(margin.flatten(), blank_rate)) + 1e-3
+    runtime = TorchRuntime(model)
+    lengths = [len(f) // model.config.time_reduction for f in utterances]
+    padded = np.zeros((len(utterances), max(map(len, utterances)), utterances[0].shape[1]), np.float32)
+    for i, features in enumerate(utterances):
+        padded[i, : len(features)] = features
+    encoder_out, _ = runtime.encode(padded, runtime.init_encoder_state(len(utterances)))
+    starts = [initial_hypothesis(runtime)] * len(utterances)
+    bias = model.joint.out.bias
+
+    def emission_rate(offset: float) -> float:
+        with torch.no_grad():
+            bias[BLANK_ID] = start + offset
+        hyps = greedy_search(runtime, encoder_out, lengths, starts, DecodeConfig())
+        return sum(len(hyp.tokens) for hyp in hyps) / sum(lengths)
+
+    start, target = float(bias[BLANK_ID].detach()), tokens_per_frame
+    low, high = 0.0, 1.0
+    while emission_rate(high) > target:
+        low, high = high, 2 * high
+    for _ in range(CALIBRATION_STEPS):
+        middle = (low + high) / 2
+        low, high = (middle, high) if emission_rate(middle) > target else (low, middle)
+    emission_rate(high)
 
 
-def calibration_features(corpus: Path, config: FeatureConfig) -> np.ndarray:
-    """Features of the corpus's first `CALIBRATION_SECONDS` of speech, utterances joined."""
-    samples: list[np.ndarray] = []
-    for utterance in read_corpus(corpus):
-        samples.append(utterance.load(config.sample_rate))
-        if sum(map(len, samples)) >= CALIBRATION_SECONDS * config.sample_rate:
-            break
-    return compute_features(np.concatenate(samples), config)
+def build_random_export(
+    flagfile: str, work_dir: Path, tokenizer_corpus: Path, speech: Sequence[np.ndarray]
+) -> tuple[Path, Path]:
+    """(checkpoint, export dir) for `flagfile`'s architecture; reused when present.
 
-
-def build_random_export(flagfile: str, work_dir: Path, tokenizer_corpus: Path) -> tuple[Path, Path]:
-    """(checkpoint, export dir) for `flagfile`'s architecture; reused when present."""
+    The blank bias is set on `speech` (utterances' samples at the model's rate): a random
+    model's emission rate depends on its input so much (~0.5 tokens per frame on training
+    utterances became ~1.8 on test ones) that it is set on the audio to be benchmarked.
+    """
     checkpoint, export_dir = work_dir / "model.pt", work_dir / "export"
     if checkpoint.is_file() and (export_dir / CONFIG_FILE).is_file():
         return checkpoint, export_dir
@@ -92,7 +99,9 @@ def build_random_export(flagfile: str, work_dir: Path, tokenizer_corpus: Path) -
     model_config = replace(model_config_for_summary(config), vocab_size=tokenizer.vocab_size)
     torch.manual_seed(SEED)
     model = Transducer(model_config).eval()
-    calibrate_blank(model, calibration_features(tokenizer_corpus, config.feature), BLANK_RATE)
+    encoder_frame_s = config.feature.frame_ms * model_config.time_reduction / 1000
+    features = [compute_features(samples, config.feature) for samples in speech]
+    calibrate_blank(model, features, TOKENS_PER_SECOND * encoder_frame_s)
     configs = {**config.as_dict(), "model": model_config}
     atomic_save(make_checkpoint(model, tokenizer, configs), checkpoint)
     log.info("exporting %s with random weights to %s", flagfile, export_dir)

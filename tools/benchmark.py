@@ -34,7 +34,7 @@ _ARCHITECTURE = flags.DEFINE_string(
 _TOKENIZER_CORPUS = flags.DEFINE_string(
     "tokenizer_corpus",
     "datasets/demo/train",
-    "--architecture: transcripts to train its BPE on, speech to set its blank rate",
+    "--architecture: transcripts to train its BPE on",
 )
 _WORK_DIR = flags.DEFINE_string("work_dir", "benchmarks", "where --architecture models and JSON go")
 _MANIFEST = flags.DEFINE_string("manifest", "datasets/demo/test", "utterances to decode (and score)")
@@ -68,7 +68,7 @@ COLUMNS = (
 )
 
 
-def model_paths() -> tuple[Path, Path, str]:
+def model_paths(speech: list[np.ndarray]) -> tuple[Path, Path, str]:
     """(checkpoint, export dir, name), building a random-weight model for --architecture."""
     if _ARCHITECTURE.value:
         name = Path(_ARCHITECTURE.value).stem
@@ -78,7 +78,7 @@ def model_paths() -> tuple[Path, Path, str]:
         from rnnt.random_model import build_random_export
 
         checkpoint, export_dir = build_random_export(
-            _ARCHITECTURE.value, work_dir, Path(_TOKENIZER_CORPUS.value)
+            _ARCHITECTURE.value, work_dir, Path(_TOKENIZER_CORPUS.value), speech
         )
         return checkpoint, export_dir, name
     if not _CHECKPOINT.value and not _EXPORT_DIR.value:
@@ -130,10 +130,10 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    checkpoint, export_dir, name = model_paths()
+    samples, references = load_utterances()
+    checkpoint, export_dir, name = model_paths(samples)
     stream = config_from_flags(StreamConfig)
     decode = config_from_flags(DecodeConfig)
-    samples, references = load_utterances()
     specs = [_RSS_PROBE.value] if _RSS_PROBE.value else _VARIANTS.value
     variants = []
     for spec in specs:
