@@ -55,10 +55,12 @@ def run_eval(config: RunConfig) -> None:
         raise ValueError("--mode=eval needs --eval_set=PATH (or --test_manifest)")
     utterances = [u for u in read_corpus(corpus) if u.text]
     runtime = TorchRuntime(bundle.model)
-    rates = evaluate(runtime, bundle.features, bundle.tokenizer, utterances, decode_config_from_flags()).rates
+    result = evaluate(runtime, bundle.features, bundle.tokenizer, utterances, decode_config_from_flags())
+    rates = result.rates
+    unreadable = f", {result.unreadable} unreadable scored as empty" if result.unreadable else ""
     print(
         f"{corpus}: WER {100 * rates.wer:.2f}% CER {100 * rates.cer:.2f}% "
-        f"({rates.num_utterances} utterances, {rates.num_words} words)"
+        f"({rates.num_utterances} utterances, {rates.num_words} words{unreadable})"
     )
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from rnnt.audio import AudioError
 from rnnt.config import DecodeConfig, FeatureConfig
-from rnnt.corpus import Utterance
+from rnnt.corpus import DataError, Utterance
 from rnnt.decoding import Runtime, decode_features
 from rnnt.features import compute_features
 from rnnt.scoring import ErrorRates, error_rates
@@ -30,6 +30,7 @@ class Transcript:
 class EvalResult:
     rates: ErrorRates
     transcripts: list[Transcript]
+    unreadable: int = 0  # utterances whose audio could not be read (scored as empty)
 
 
 def transcribe_features(
@@ -55,23 +56,34 @@ def evaluate(
 ) -> EvalResult:
     """Decode `utterances` in duration-sorted batches and score them at corpus level.
 
-    An unreadable file is logged and scored as an empty hypothesis (all deletions).
+    An unreadable file is logged, counted and scored as an empty hypothesis (all
+    deletions), so a bad file cannot stop a long training run; if no file can be read,
+    DataError says so.
     """
     ordered = sorted(utterances, key=lambda u: u.duration)
     transcripts = []
+    unreadable = 0
     for start in range(0, len(ordered), batch_size):
         batch = ordered[start : start + batch_size]
-        features = [_features(u, feature_config) for u in batch]
+        loaded = [_features(u, feature_config) for u in batch]
+        unreadable += sum(f is None for f in loaded)
+        empty = np.zeros((0, feature_config.feature_dim), np.float32)
+        features = [empty if f is None else f for f in loaded]
         texts = transcribe_features(runtime, tokenizer, features, decode_config)
         transcripts += [Transcript(u.id, u.text, t) for u, t in zip(batch, texts, strict=True)]
+    if ordered and unreadable == len(ordered):
+        raise DataError(
+            f"none of the {unreadable} utterances' audio could be read (first: {ordered[0].audio})"
+        )
     rates = error_rates([t.reference for t in transcripts], [t.hypothesis for t in transcripts])
-    return EvalResult(rates, transcripts)
+    return EvalResult(rates, transcripts, unreadable)
 
 
-def _features(utterance: Utterance, config: FeatureConfig) -> np.ndarray:
+def _features(utterance: Utterance, config: FeatureConfig) -> np.ndarray | None:
+    """The utterance's features, or None (logged) if its audio cannot be read."""
     try:
         samples = utterance.load(config.sample_rate)
     except AudioError as error:
         log.warning("scored as empty: %s", error)
-        return np.zeros((0, config.feature_dim), dtype=np.float32)
+        return None
     return compute_features(samples, config)

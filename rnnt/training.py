@@ -28,6 +28,7 @@ from rnnt.config import (
     replace,
 )
 from rnnt.corpus import (
+    DataError,
     Utterance,
     feature_statistics,
     filter_utterances,
@@ -295,9 +296,13 @@ class Trainer:
         if not self.dev_utterances:
             return None
         runtime = TorchRuntime(self.model)
-        result = evaluate(
-            runtime, self.config.feature, self.tokenizer, self.dev_utterances, self.config.decode
-        )
+        try:
+            result = evaluate(
+                runtime, self.config.feature, self.tokenizer, self.dev_utterances, self.config.decode
+            )
+        except DataError as error:  # the dev audio went missing: keep training
+            log.error("dev evaluation skipped: %s", error)
+            result = None
         self.model.train()
         return result
 

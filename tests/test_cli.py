@@ -74,6 +74,21 @@ def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny
     garbage.write_bytes(b"not a checkpoint")
     _assert_clean_failure(_run("--mode=eval", f"--checkpoint={garbage}"), "not a readable checkpoint")
 
+    checkpoint = next((tmp_path / "logs" / "smoke" / "models").glob("*.pt"))
+    utterances = read_librispeech(tiny_corpus / "dev")
+    lines = [{"audio": u.audio, "text": u.text, "duration": u.duration} for u in utterances]
+    missing = [{**line, "audio": str(tmp_path / f"gone{i}.flac")} for i, line in enumerate(lines)]
+    manifest = tmp_path / "eval.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines + missing[:1]))
+    result = _run("--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (
+        f"({len(lines) + 1} utterances" in result.stdout and "1 unreadable scored as empty" in result.stdout
+    )
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in missing))
+    result = _run("--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}")
+    _assert_clean_failure(result, f"none of the {len(missing)} utterances' audio could be read")
+
 
 def test_summary_prints_the_parameter_count() -> None:
     result = _run("--flagfile=flagfiles/E4D1.txt", "--mode=summary")
