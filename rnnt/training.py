@@ -330,10 +330,9 @@ class Trainer:
                     loss=f"{metrics['loss']:.3f}", x_rt=f"{metrics['audio_sec_per_sec']:.1f}"
                 )
             progress.update(1)
-            self._maybe_evaluate_and_save()
-            over_time = bool(train.max_minutes) and self.state.train_seconds > 60 * train.max_minutes
-            # Ranks' clocks differ: stop when any rank is over, all at the same step.
-            if train.max_minutes and all_reduce_sum([float(over_time)], self.dist)[0] > 0:
+            out_of_time = self._out_of_time()
+            self._maybe_evaluate_and_save(last=out_of_time or self.state.step == train.max_steps)
+            if out_of_time:
                 log.info("time limit of %.1f minutes reached at step %d", train.max_minutes, self.state.step)
                 break
         progress.close()
@@ -341,9 +340,18 @@ class Trainer:
             self.save()
         return self.state
 
-    def _maybe_evaluate_and_save(self) -> None:
+    def _out_of_time(self) -> bool:
+        """Past `max_minutes` on any rank (ranks' clocks differ; all must stop at one step)."""
+        train = self.config.train
+        if not train.max_minutes:
+            return False
+        over = self.state.train_seconds > 60 * train.max_minutes
+        return all_reduce_sum([float(over)], self.dist)[0] > 0
+
+    def _maybe_evaluate_and_save(self, last: bool) -> None:
+        """Evaluate every `eval_every` steps and at the last step; checkpoint on schedule."""
         train, step = self.config.train, self.state.step
-        if step % train.eval_every == 0 or step == train.max_steps:
+        if step % train.eval_every == 0 or last:
             result = self.evaluate_dev()
             if result is not None:
                 self._log_eval(result)

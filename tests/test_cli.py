@@ -94,3 +94,18 @@ def test_summary_prints_the_parameter_count() -> None:
     result = _run("--flagfile=flagfiles/E4D1.txt", "--mode=summary")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "parameters: 3341536"
+
+
+def test_time_limit_stops_with_an_evaluation_and_a_checkpoint(tmp_path: Path, tiny_corpus: Path) -> None:
+    result = _smoke(
+        tmp_path,
+        f"--train_manifests={tiny_corpus / 'train'}",
+        f"--dev_manifest={tiny_corpus / 'dev'}",
+        "--max_minutes=0.0001",
+        "--eval_every=100",
+        "--checkpoint_every=100",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "time limit of 0.0 minutes reached at step 1" in result.stderr
+    assert "step 1: dev WER" in result.stderr
+    assert (tmp_path / "logs" / "smoke" / "models" / "1.pt").is_file()
