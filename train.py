@@ -36,6 +36,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = run_config_from_flags()
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
     if _MODE.value == "summary":
         model = Transducer(model_config_for_summary(config))
         print(model)
@@ -66,8 +68,6 @@ def run_eval(config: RunConfig) -> None:
 
 def train(config: RunConfig, resume: bool) -> None:
     dist_info = _init_distributed()
-    if config.train.num_threads:
-        torch.set_num_threads(config.train.num_threads)
     if not resume and ckpt.step_checkpoints(config.run_dir / "models"):
         raise ValueError(f"{config.run_dir} already has checkpoints: use --mode=resume or another --name")
     if dist_info.is_main:
