@@ -14,20 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from absl import flags
 
 from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
 from rnnt.config import BLANK_ID, DecodeConfig, replace
 from rnnt.decoding import greedy_search, initial_hypothesis
 from rnnt.export import export
 from rnnt.features import compute_features
-from rnnt.flags import run_config_from_flags
 from rnnt.model import Transducer
 from rnnt.runtimes import CONFIG_FILE
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
-from rnnt.training import model_config_for_summary
+from rnnt.training import RunConfig, model_config_for_summary
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +78,9 @@ def calibrate_blank(model: Transducer, utterances: Sequence[np.ndarray], tokens_
 
 
 def build_random_export(
-    flagfile: str, work_dir: Path, tokenizer_corpus: Path, speech: Sequence[np.ndarray]
+    config: RunConfig, work_dir: Path, tokenizer_corpus: Path, speech: Sequence[np.ndarray]
 ) -> tuple[Path, Path]:
-    """(checkpoint, export dir) for `flagfile`'s architecture; reused when present.
+    """(checkpoint, export dir) for `config`'s architecture; reused when present.
 
     The blank bias is set on `speech` (utterances' samples at the model's rate): a random
     model's emission rate depends on its input so much (~0.5 tokens per frame on training
@@ -91,10 +89,6 @@ def build_random_export(
     checkpoint, export_dir = work_dir / "model.pt", work_dir / "export"
     if checkpoint.is_file() and (export_dir / CONFIG_FILE).is_file():
         return checkpoint, export_dir
-    flags.FLAGS(
-        ["benchmark", *flags.FLAGS.read_flags_from_files([f"--flagfile={flagfile}"], force_gnu=False)]
-    )
-    config = run_config_from_flags()
     tokenizer = Tokenizer.train(read_transcripts(tokenizer_corpus), config.tokenizer)
     model_config = replace(model_config_for_summary(config), vocab_size=tokenizer.vocab_size)
     torch.manual_seed(SEED)
@@ -104,6 +98,6 @@ def build_random_export(
     calibrate_blank(model, features, TOKENS_PER_SECOND * encoder_frame_s)
     configs = {**config.as_dict(), "model": model_config}
     atomic_save(make_checkpoint(model, tokenizer, configs), checkpoint)
-    log.info("exporting %s with random weights to %s", flagfile, export_dir)
+    log.info("exporting %s with random weights to %s", config.train.name, export_dir)
     export(load_bundle(checkpoint), export_dir, int8=True)
     return checkpoint, export_dir

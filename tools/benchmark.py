@@ -17,6 +17,7 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from absl import app, flags
@@ -24,7 +25,10 @@ from absl import app, flags
 from rnnt import benchmark, cli
 from rnnt.config import DecodeConfig, StreamConfig
 from rnnt.corpus import read_corpus
-from rnnt.flags import config_from_flags
+from rnnt.flags import config_from_flags, run_config_from_flags
+
+if TYPE_CHECKING:
+    from rnnt.training import RunConfig  # needs torch, so for annotations only
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "", "checkpoint for the torch variant")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", "", "export directory for the onnx/openvino variants")
@@ -78,13 +82,21 @@ def model_paths(speech: list[np.ndarray]) -> tuple[Path, Path, str]:
         from rnnt.random_model import build_random_export
 
         checkpoint, export_dir = build_random_export(
-            _ARCHITECTURE.value, work_dir, Path(_TOKENIZER_CORPUS.value), speech
+            architecture_config(_ARCHITECTURE.value), work_dir, Path(_TOKENIZER_CORPUS.value), speech
         )
         return checkpoint, export_dir, name
     if not _CHECKPOINT.value and not _EXPORT_DIR.value:
         raise ValueError("give --checkpoint and/or --export_dir, or --architecture")
     name = Path(_EXPORT_DIR.value or _CHECKPOINT.value).stem
     return Path(_CHECKPOINT.value), Path(_EXPORT_DIR.value), name
+
+
+def architecture_config(flagfile: str) -> RunConfig:
+    """The run config `flagfile` describes (flags it does not set keep their values)."""
+    flags.FLAGS(
+        ["benchmark", *flags.FLAGS.read_flags_from_files([f"--flagfile={flagfile}"], force_gnu=False)]
+    )
+    return run_config_from_flags()
 
 
 def variant_source(backend: str, checkpoint: Path, export_dir: Path) -> Path:
