@@ -59,7 +59,7 @@ demo: corpus
 	$(PY) stream.py --model=$(DEMO_EXPORT) --backend=onnx --input=$(HELD_OUT) --chunk_ms=600
 	@echo "== 5/5 benchmark PyTorch vs ONNX Runtime vs OpenVINO on the demo test set"
 	$(PY) tools/benchmark.py --checkpoint=$(DEMO_MODEL) --export_dir=$(DEMO_EXPORT) \
-		--manifest=$(DEMO_CORPUS)/test --max_utterances=50 --output=logs/demo-benchmark.json
+		--manifest=$(DEMO_CORPUS)/test --max_utterances=300 --output=logs/demo-benchmark.json
 
 clean:
 	rm -rf $(STAMPS) logs exports
