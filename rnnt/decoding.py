@@ -262,15 +262,20 @@ def decode_features(
     runtime: Runtime, features: Sequence[np.ndarray], config: DecodeConfig
 ) -> list[Hypothesis]:
     """Offline search over whole utterances' features (each (T, D)), batched; the best each."""
+    encoder_out, encoder_lengths = encode_utterances(runtime, features)
+    start = [initial_hypothesis(runtime)]
+    beams = search(runtime, encoder_out, encoder_lengths, [start] * len(features), config)
+    return [beam[0] for beam in beams]
+
+
+def encode_utterances(runtime: Runtime, features: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    """Whole utterances' features (each (T, D)) -> padded (B, T', E) and each one's T'."""
     lengths = [len(f) for f in features]
     padded = np.zeros((len(features), max(lengths), features[0].shape[1]), dtype=np.float32)
     for i, f in enumerate(features):
         padded[i, : len(f)] = f
     encoder_out, _ = runtime.encode(padded, runtime.init_encoder_state(len(features)))
-    encoder_lengths = [length // runtime.time_reduction for length in lengths]
-    start = [initial_hypothesis(runtime)]
-    beams = search(runtime, encoder_out, encoder_lengths, [start] * len(features), config)
-    return [beam[0] for beam in beams]
+    return encoder_out, [length // runtime.time_reduction for length in lengths]
 
 
 def search(

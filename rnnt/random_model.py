@@ -17,7 +17,7 @@ import torch
 
 from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
 from rnnt.config import BLANK_ID, DecodeConfig, replace
-from rnnt.decoding import greedy_search, initial_hypothesis
+from rnnt.decoding import encode_utterances, greedy_search, initial_hypothesis
 from rnnt.export import export
 from rnnt.features import compute_features
 from rnnt.model import Transducer
@@ -53,28 +53,27 @@ def calibrate_blank(model: Transducer, utterances: Sequence[np.ndarray], tokens_
     utterance, still let the random model emit ~2.7 tokens per frame on other utterances.
     """
     runtime = TorchRuntime(model)
-    lengths = [len(f) // model.config.time_reduction for f in utterances]
-    padded = np.zeros((len(utterances), max(map(len, utterances)), utterances[0].shape[1]), np.float32)
-    for i, features in enumerate(utterances):
-        padded[i, : len(features)] = features
-    encoder_out, _ = runtime.encode(padded, runtime.init_encoder_state(len(utterances)))
+    encoder_out, lengths = encode_utterances(runtime, utterances)  # the bias is joint-only
     starts = [initial_hypothesis(runtime)] * len(utterances)
     bias = model.joint.out.bias
+    start = float(bias[BLANK_ID].detach())
 
-    def emission_rate(offset: float) -> float:
+    def set_offset(offset: float) -> None:
         with torch.no_grad():
             bias[BLANK_ID] = start + offset
+
+    def emission_rate(offset: float) -> float:
+        set_offset(offset)
         hyps = greedy_search(runtime, encoder_out, lengths, starts, DecodeConfig())
         return sum(len(hyp.tokens) for hyp in hyps) / sum(lengths)
 
-    start, target = float(bias[BLANK_ID].detach()), tokens_per_frame
     low, high = 0.0, 1.0
-    while emission_rate(high) > target:
+    while emission_rate(high) > tokens_per_frame:
         low, high = high, 2 * high
     for _ in range(CALIBRATION_STEPS):
         middle = (low + high) / 2
-        low, high = (middle, high) if emission_rate(middle) > target else (low, middle)
-    emission_rate(high)
+        low, high = (middle, high) if emission_rate(middle) > tokens_per_frame else (low, middle)
+    set_offset(high)
 
 
 def build_random_export(
