@@ -26,8 +26,8 @@ from rnnt.state import LstmState
 from rnnt.streaming import StreamingRecognizer
 
 BYTES_PER_PARAMETER = {"fp32": 4, "bf16": 2, "int8": 1}  # weight bytes an encoder call must read
-COPY_BYTES = 256 << 20  # array size for the memory bandwidth probe (far larger than any cache)
-CACHE_COPY_BYTES = 4 << 20  # array size for the cache bandwidth probe (fits a last-level cache)
+MEMORY_PROBE_BYTES = 256 << 20  # matrix size for the memory bandwidth probe (far larger than any cache)
+PROBE_COLUMNS = 1024
 PERCENTILE_HIGH = 95
 T = TypeVar("T")
 
@@ -116,28 +116,34 @@ def run_interleaved(variants: Sequence[Variant], utterances: Sequence[np.ndarray
 
 @dataclass(frozen=True)
 class Bandwidth:
-    """Bytes per second this machine moves from memory and from its last-level cache."""
+    """Bytes per second this machine's BLAS reads in an fp32 matrix-vector product on all
+    cores: from memory (a matrix far larger than any cache) and for the encoder's recurrent
+    matrix (4H x H), multiplied again and again as a batch-1 LSTM does at every time step.
+    A runtime's encoder moves at least these bytes, so the times derived from them are floors.
+    """
 
     memory: float
-    cache: float
+    recurrent: float
 
     @classmethod
-    def measure(cls) -> Bandwidth:
+    def measure(cls, config: ModelConfig) -> Bandwidth:
+        hidden = config.encoder_hidden
         return cls(
-            copy_bandwidth_bytes_per_s(COPY_BYTES, 5), copy_bandwidth_bytes_per_s(CACHE_COPY_BYTES, 50)
+            matvec_bytes_per_s(MEMORY_PROBE_BYTES // (4 * PROBE_COLUMNS), PROBE_COLUMNS, 5),
+            matvec_bytes_per_s(4 * hidden, hidden, 200),
         )
 
 
-def copy_bandwidth_bytes_per_s(size_bytes: int, repeats: int) -> float:
-    """Read + write bandwidth of the fastest of `repeats` copies of a `size_bytes` array."""
-    source = np.ones(size_bytes // 4, dtype=np.float32)
-    target = np.empty_like(source)
+def matvec_bytes_per_s(rows: int, columns: int, repeats: int) -> float:
+    """Matrix bytes per second of the fastest of `repeats` (rows x columns) fp32 products."""
+    matrix = np.ones((rows, columns), dtype=np.float32)
+    vector = np.ones(columns, dtype=np.float32)
     best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        np.copyto(target, source)
+        matrix @ vector
         best = min(best, time.perf_counter() - start)
-    return 2 * size_bytes / best
+    return matrix.nbytes / best
 
 
 def model_bytes(model_path: Path, backend: str, precision: str) -> int:
@@ -163,10 +169,10 @@ def encoder_parameters(config: ModelConfig) -> int:
 def encoder_step_floor_ms(
     config: ModelConfig, chunk_frames: int, bytes_per_parameter: int, bandwidth: Bandwidth
 ) -> float:
-    """Least time for one chunk when each layer's recurrent matrix (4H x H) is read once per
-    time step from the last-level cache (a batch-1 LSTM cannot reuse it across steps, and a
-    4H x H fp32 matrix does not fit the per-core caches), and every other weight once from
-    memory."""
+    """Least time for one chunk: a batch-1 LSTM multiplies each layer's recurrent matrix
+    (4H x H) by its state once per time step, one step after another, and reads every other
+    weight once from memory. Lower precisions are assumed to move their fewer bytes at the
+    fp32 rate."""
     hidden = config.encoder_hidden
     steps = [
         chunk_frames if layer < config.reduction_after else chunk_frames // config.time_reduction
@@ -174,7 +180,7 @@ def encoder_step_floor_ms(
     ]
     recurrent = 4 * hidden * hidden
     once = encoder_parameters(config) - recurrent * config.encoder_layers
-    seconds = (once / bandwidth.memory + recurrent * sum(steps) / bandwidth.cache) * bytes_per_parameter
+    seconds = (once / bandwidth.memory + recurrent * sum(steps) / bandwidth.recurrent) * bytes_per_parameter
     return 1000 * seconds
 
 

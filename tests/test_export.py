@@ -99,6 +99,8 @@ def test_export_directory_describes_itself(checkpoint: Path, exported: Path) -> 
             metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
             assert json.loads(metadata["model"]) == config["model"]
             assert metadata["format"] == config["format"]
+    operators = [node.op_type for node in onnx.load(str(exported / "encoder.onnx")).graph.node]
+    assert operators.count("LSTM") == bundle.model.config.encoder_layers  # not unrolled time steps
     loaded = load_model(exported, "onnx")
     assert loaded.tokenizer.model_proto == bundle.tokenizer.model_proto
     assert loaded.features == bundle.features and loaded.decode == bundle.decode

@@ -18,7 +18,7 @@ from rnnt.config import (
     TrainConfig,
 )
 from rnnt.flags import CONFIG_FLAGS
-from rnnt.model import Transducer, count_parameters
+from rnnt.model import STEPWISE_MAX_BATCH, Transducer, count_parameters, run_lstm
 from rnnt.state import LstmState, select_state, stack_states, unstack_states
 from rnnt.training import RunConfig, model_config_for_summary
 
@@ -82,6 +82,31 @@ def test_chunked_encoding_equals_whole(model: Transducer, chunk_frames: int) -> 
     assert whole.shape == (2, NUM_FRAMES // 2, model.config.encoder_output)
     torch.testing.assert_close(chunked, whole, atol=ATOL, rtol=0)
     assert_states_close(chunked_state, whole_state)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, STEPWISE_MAX_BATCH])
+def test_inference_lstm_steps_equal_nn_lstm(batch_size: int) -> None:
+    """`run_lstm`'s inference loop computes what nn.LSTM (used when autograd is on) does."""
+    torch.manual_seed(3)
+    lstm = torch.nn.LSTM(20, 16, num_layers=2, batch_first=True).eval()
+    x = torch.randn(batch_size, 7, 20)
+    state = (torch.randn(2, batch_size, 16), torch.randn(2, batch_size, 16))
+    expected, (h, c) = run_lstm(lstm, x, state)
+    assert expected.requires_grad  # nn.LSTM ran
+    with torch.inference_mode():
+        actual, (h_steps, c_steps) = run_lstm(lstm, x, state)
+    torch.testing.assert_close(actual, expected.detach(), atol=ATOL, rtol=0)
+    assert_states_close(LstmState(h_steps, c_steps), LstmState(h.detach(), c.detach()))
+
+
+def test_inference_encoder_equals_training_graph(model: Transducer) -> None:
+    torch.manual_seed(4)
+    features = torch.randn(1, NUM_FRAMES, model.config.input_dim)
+    expected, expected_state = model.encode(features)
+    with torch.inference_mode():
+        actual, state = model.encode(features)
+    torch.testing.assert_close(actual, expected.detach(), atol=ATOL, rtol=0)
+    assert_states_close(state, LstmState(expected_state.h.detach(), expected_state.c.detach()))
 
 
 @torch.no_grad()
