@@ -19,7 +19,7 @@ from rnnt import checkpoint as ckpt
 from rnnt import cli
 from rnnt.corpus import read_corpus
 from rnnt.distributed import Distributed
-from rnnt.evaluation import evaluate
+from rnnt.evaluation import evaluate, rates_by_speaker, write_transcripts
 from rnnt.flags import decode_config_from_flags, run_config_from_flags, write_flagfile
 from rnnt.model import Transducer, count_parameters
 from rnnt.runtimes.pytorch import TorchRuntime
@@ -28,6 +28,8 @@ from rnnt.training import RunConfig, Trainer, model_config_for_summary
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "resume", "eval", "summary"], "what to do")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "", "checkpoint for --mode=eval")
 _EVAL_SET = flags.DEFINE_string("eval_set", "", "manifest or LibriSpeech dir for --mode=eval (default: test)")
+_PER_SPEAKER = flags.DEFINE_bool("per_speaker", False, "--mode=eval also prints each speaker's WER/CER")
+_TRANSCRIPTS = flags.DEFINE_string("transcripts", "", "--mode=eval writes id/reference/hypothesis JSONL here")
 
 log = logging.getLogger("train")
 
@@ -64,6 +66,14 @@ def run_eval(config: RunConfig) -> None:
         f"{corpus}: WER {100 * rates.wer:.2f}% CER {100 * rates.cer:.2f}% "
         f"({rates.num_utterances} utterances, {rates.num_words} words{unreadable})"
     )
+    if _PER_SPEAKER.value:
+        for speaker, speaker_rates in rates_by_speaker(result.transcripts).items():
+            print(
+                f"  speaker {speaker}: WER {100 * speaker_rates.wer:.2f}% CER {100 * speaker_rates.cer:.2f}% "
+                f"({speaker_rates.num_utterances} utterances)"
+            )
+    if _TRANSCRIPTS.value:
+        write_transcripts(_TRANSCRIPTS.value, result.transcripts)
 
 
 def train(config: RunConfig, resume: bool) -> None:

@@ -8,14 +8,13 @@ truncated checkpoint behind.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rnnt.atomic import atomic_open
 from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, from_dict
 from rnnt.model import Transducer
 from rnnt.tokenizer import Tokenizer
@@ -40,18 +39,8 @@ class ModelBundle:
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temporary file beside `path`, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as file:
+        torch.save(obj, file)
 
 
 def make_checkpoint(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnt import atomic
 from rnnt.audio import AudioError, audio_duration, load_audio
 from rnnt.config import DataConfig, FeatureConfig
 from rnnt.features import compute_features
@@ -84,7 +85,7 @@ def _parse_manifest_line(line: str, path: Path, number: int) -> Utterance:
 
 def write_manifest(path: str | Path, utterances: Sequence[Utterance]) -> None:
     lines = [json.dumps(dataclasses.asdict(u)) for u in utterances]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic.write_text(path, "\n".join(lines) + "\n")
 
 
 def read_librispeech(root: str | Path) -> list[Utterance]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from rnnt import atomic
 from rnnt.audio import AudioError
 from rnnt.config import DecodeConfig, FeatureConfig
 from rnnt.corpus import DataError, Utterance
@@ -77,6 +82,28 @@ def evaluate(
         )
     rates = error_rates([t.reference for t in transcripts], [t.hypothesis for t in transcripts])
     return EvalResult(rates, transcripts, unreadable)
+
+
+def speaker_of(utterance_id: str) -> str:
+    """The speaker of a LibriSpeech-style id, `speaker-chapter-utterance`: its first field."""
+    return utterance_id.split("-", 1)[0]
+
+
+def rates_by_speaker(transcripts: Sequence[Transcript]) -> dict[str, ErrorRates]:
+    """Corpus-level rates of each speaker's utterances, by speaker id."""
+    by_speaker: dict[str, list[Transcript]] = defaultdict(list)
+    for transcript in transcripts:
+        by_speaker[speaker_of(transcript.id)].append(transcript)
+    return {
+        speaker: error_rates([t.reference for t in group], [t.hypothesis for t in group])
+        for speaker, group in sorted(by_speaker.items())
+    }
+
+
+def write_transcripts(path: str | Path, transcripts: Sequence[Transcript]) -> None:
+    """One JSON line per utterance: id, reference, hypothesis."""
+    lines = [json.dumps(dataclasses.asdict(t)) for t in transcripts]
+    atomic.write_text(path, "".join(line + "\n" for line in lines))
 
 
 def _features(utterance: Utterance, config: FeatureConfig) -> np.ndarray | None:

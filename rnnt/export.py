@@ -23,6 +23,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from rnnt import atomic
 from rnnt.audio import load_audio
 from rnnt.checkpoint import ModelBundle, load_bundle
 from rnnt.config import BLANK_ID, FeatureConfig
@@ -133,7 +134,7 @@ def export(
     failed = [result for result in report.parity if not result.passed]
     if failed:
         raise ExportError("; ".join(result.describe() for result in failed), report)
-    (output_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    atomic.write_text(output_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     report.files.append(output_dir / CONFIG_FILE)
     return report
 

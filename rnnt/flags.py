@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from absl import flags
 
+from rnnt import atomic
 from rnnt.config import (
     ALL_CONFIGS,
     AugmentConfig,
@@ -94,5 +95,4 @@ def write_flagfile(path: str | Path) -> None:
     lines = []
     for holders in CONFIG_FLAGS.values():
         lines += [FLAGS[name].serialize() or f"--{name}=" for name in holders]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n")

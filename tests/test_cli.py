@@ -76,15 +76,30 @@ def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny
 
     checkpoint = next((tmp_path / "logs" / "smoke" / "models").glob("*.pt"))
     utterances = read_librispeech(tiny_corpus / "dev")
-    lines = [{"audio": u.audio, "text": u.text, "duration": u.duration} for u in utterances]
-    missing = [{**line, "audio": str(tmp_path / f"gone{i}.flac")} for i, line in enumerate(lines)]
+    lines = [{"id": u.id, "audio": u.audio, "text": u.text, "duration": u.duration} for u in utterances]
+    missing = [
+        {**line, "id": f"9999-1-{i}", "audio": str(tmp_path / f"gone{i}.flac")}
+        for i, line in enumerate(lines)
+    ]
     manifest = tmp_path / "eval.jsonl"
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines + missing[:1]))
-    result = _run("--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}")
+    transcripts = tmp_path / "out" / "transcripts.jsonl"
+    result = _run(
+        "--mode=eval",
+        f"--checkpoint={checkpoint}",
+        f"--eval_set={manifest}",
+        "--per_speaker",
+        f"--transcripts={transcripts}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (
         f"({len(lines) + 1} utterances" in result.stdout and "1 unreadable scored as empty" in result.stdout
     )
+    for speaker in {u.id.split("-")[0] for u in utterances}:
+        assert f"speaker {speaker}: WER" in result.stdout
+    assert "speaker 9999: WER 100.00%" in result.stdout  # its audio is missing: all deletions
+    written = [json.loads(line) for line in transcripts.read_text().splitlines()]
+    assert sorted(t["id"] for t in written) == sorted([*(u.id for u in utterances), "9999-1-0"])
     manifest.write_text("".join(json.dumps(line) + "\n" for line in missing))
     result = _run("--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}")
     _assert_clean_failure(result, f"none of the {len(missing)} utterances' audio could be read")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from absl import app, flags
 
-from rnnt import benchmark, cli
+from rnnt import atomic, benchmark, cli
 from rnnt.config import DecodeConfig, StreamConfig
 from rnnt.corpus import read_corpus
 from rnnt.flags import config_from_flags, run_config_from_flags
@@ -174,13 +174,12 @@ def main(argv: list[str]) -> None:
         f"memory {bandwidth.memory / 1e9:.1f} GB/s, recurrent matrix {bandwidth.recurrent / 1e9:.1f} GB/s"
     )
     output = Path(_OUTPUT.value or Path(_WORK_DIR.value) / f"{name}.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
     summary = {"model": name, "utterances": len(samples), "fp32_transcripts_identical": same, "rows": rows}
     bandwidths = {
         "memory_bandwidth_gb_s": round(bandwidth.memory / 1e9, 2),
         "recurrent_bandwidth_gb_s": round(bandwidth.recurrent / 1e9, 2),
     }
-    output.write_text(json.dumps({**summary, **bandwidths}, indent=1))
+    atomic.write_text(output, json.dumps({**summary, **bandwidths}, indent=1) + "\n")
     print(f"wrote {output}")
 
 

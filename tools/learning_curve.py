@@ -17,7 +17,7 @@ from pathlib import Path
 from absl import app, flags
 from tensorboardX.proto import event_pb2
 
-from rnnt import cli
+from rnnt import atomic, cli
 
 _RUN_DIR = flags.DEFINE_string("run_dir", "logs/demo", "run directory holding tensorboard events")
 _OUTPUT = flags.DEFINE_string("output", "", "JSON output (default: <run_dir>/learning_curve.json)")
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> None:
             f"{row['dev_cer']:>10.2f} {row['train_loss']:>11.4f}"
         )
     output = Path(_OUTPUT.value or run_dir / "learning_curve.json")
-    output.write_text(json.dumps(rows, indent=1) + "\n")
+    atomic.write_text(output, json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":
