@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from rnnt import atomic
 from rnnt.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -83,6 +84,16 @@ def test_atomic_save_replaces_existing_file(tmp_path: Path) -> None:
     atomic_save({"value": 2}, path)
     assert torch.load(path, weights_only=True) == {"value": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "rows.json"
+    atomic.write_text(path, "old\n")
+    with pytest.raises(RuntimeError, match="killed"), atomic.atomic_open(path) as file:
+        file.write("half a new fi")
+        raise RuntimeError("killed mid-write")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in path.parent.iterdir()] == ["rows.json"]  # no temporary left behind
 
 
 def test_missing_file(tmp_path: Path) -> None:
