@@ -51,7 +51,7 @@ demo: corpus
 	$(PY) tools/learning_curve.py --run_dir=logs/demo-retrain
 	@echo "== 2/5 evaluate the shipped demo model ($(DEMO_MODEL)) on unseen sentences and voices"
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/dev
-	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test
+	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --per_speaker
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --beam_size=4
 	@echo "== 3/5 export to ONNX and OpenVINO (fp32 + int8), checked against PyTorch"
 	$(PY) export_onnx.py --checkpoint=$(DEMO_MODEL) --output_dir=$(DEMO_EXPORT) --int8

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
+import scipy.signal
 
 from rnnt.config import AugmentConfig, FeatureConfig
 
 INT16_SCALE = 32768.0  # dither amplitudes are given on the int16 sample scale
+SPEED_RATIO_DENOMINATOR = 100  # speeds are rounded to ratios p/q with q <= this (cheap polyphase filters)
 
 
 def augment_samples(samples: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Random gain, white noise at a random SNR, and dither."""
+    """Speed perturbation, random gain, white noise at a random SNR, and dither."""
     out = samples.astype(np.float32)
+    if config.speed_perturb > 0:
+        out = change_speed(out, 1.0 + config.speed_perturb * float(rng.integers(-1, 2)))
     if config.gain_db > 0:
         out = out * np.float32(10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20))
     if config.noise_prob > 0 and rng.random() < config.noise_prob:
@@ -21,6 +27,16 @@ def augment_samples(samples: np.ndarray, config: AugmentConfig, rng: np.random.G
     if config.dither > 0:
         out = out + rng.normal(0.0, config.dither / INT16_SCALE, out.shape).astype(np.float32)
     return out
+
+
+def change_speed(samples: np.ndarray, speed: float) -> np.ndarray:
+    """The audio played `speed` times faster, tempo and pitch together (Kaldi's speed
+    perturbation, Ko et al. 2015): resampled to 1/speed of its length."""
+    ratio = Fraction(speed).limit_denominator(SPEED_RATIO_DENOMINATOR)
+    if ratio == 1:
+        return samples
+    resampled = scipy.signal.resample_poly(samples, ratio.denominator, ratio.numerator)
+    return resampled.astype(np.float32)
 
 
 def augment_features(

@@ -103,6 +103,7 @@ class AugmentConfig:
     noise_prob: float = _f(0.0, "probability of adding white noise to an utterance")
     noise_snr_db: float = _f(20.0, "lowest signal-to-noise ratio of that noise, dB")
     gain_db: float = _f(0.0, "random gain in [-gain_db, +gain_db], dB")
+    speed_perturb: float = _f(0.0, "play each utterance at 1-x, 1 or 1+x times its speed (0: off)")
     dither: float = _f(0.0, "dither amplitude added to samples (int16 scale)")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import soundfile
 import torch
 
+from rnnt.augment import augment_samples, change_speed
 from rnnt.config import AugmentConfig, DataConfig, FeatureConfig, TokenizerConfig
 from rnnt.corpus import (
     DataError,
@@ -261,3 +263,27 @@ def test_collate_pads() -> None:
     assert batch.texts == ["short", "long"]
     assert batch.audio_seconds == pytest.approx(2.0)
     assert collate([None, None]) is None
+
+
+@pytest.mark.parametrize("speed", [0.9, 1.1])
+def test_speed_perturbation_changes_tempo_and_pitch(speed: float) -> None:
+    sample_rate, tone_hz = 16000, 440.0
+    time_s = np.arange(sample_rate) / sample_rate
+    tone = np.sin(2 * np.pi * tone_hz * time_s).astype(np.float32)
+    faster = change_speed(tone, speed)
+    assert faster.dtype == np.float32
+    assert len(faster) == pytest.approx(sample_rate / speed, abs=1)
+    spectrum = np.abs(np.fft.rfft(faster[1000:-1000] * np.hanning(len(faster) - 2000)))
+    peak_hz = np.argmax(spectrum) * sample_rate / (len(faster) - 2000)
+    assert peak_hz == pytest.approx(tone_hz * speed, rel=0.01)
+
+
+def test_speed_perturbation_draws_one_of_three_speeds() -> None:
+    config = AugmentConfig(speed_perturb=0.1)
+    samples = np.zeros(16000, np.float32)
+    lengths = {len(augment_samples(samples, config, np.random.default_rng(seed))) for seed in range(30)}
+    assert lengths == {
+        math.ceil(16000 * 10 / 9),
+        16000,
+        math.ceil(16000 * 10 / 11),
+    }  # resample_poly rounds up
