@@ -28,9 +28,11 @@ import soundfile as sf
 from absl import app, flags
 
 try:
+    from rnnt import atomic
     from rnnt.text import normalize
 except ImportError:  # run as a script from a checkout where the package is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from rnnt import atomic
     from rnnt.text import normalize
 
 FLAGS = flags.FLAGS
@@ -462,13 +464,6 @@ def render(job: RenderJob) -> tuple[str, str, float]:
 # ---------------------------------------------------------------- output files
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Writes a text file via a temporary name so readers never see a partial file."""
-    tmp_path = path.with_name(path.name + TMP_SUFFIX)
-    tmp_path.write_text(text)
-    os.replace(tmp_path, path)
-
-
 def read_json(path: Path) -> dict | None:
     """Parsed JSON file, or None if missing or unreadable."""
     try:
@@ -495,7 +490,7 @@ def prepare_output_dir(output_dir: Path, params: dict) -> None:
             shutil.rmtree(path)
     (output_dir / STAMP_FILE).unlink(missing_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(output_dir / PARAMS_FILE, json.dumps(params, indent=1, sort_keys=True))
+    atomic.write_text(output_dir / PARAMS_FILE, json.dumps(params, indent=1, sort_keys=True))
 
 
 def remove_temporary_files(output_dir: Path) -> None:
@@ -511,7 +506,7 @@ def write_speakers(output_dir: Path, speakers: Iterable[Speaker]) -> None:
     for s in speakers:
         fields = (s.speaker_id, s.split, s.engine, s.voice, s.variant or "-", s.rate, s.pitch, s.noise_kind)
         rows.append("\t".join(map(str, (*fields, FLAGS.noise_prob, FLAGS.min_snr_db, FLAGS.max_snr_db))))
-    write_atomic(output_dir / SPEAKERS_FILE, "\n".join(rows) + "\n")
+    atomic.write_text(output_dir / SPEAKERS_FILE, "\n".join(rows) + "\n")
 
 
 def write_transcripts(output_dir: Path, utterances: Iterable[Utterance]) -> None:
@@ -521,7 +516,7 @@ def write_transcripts(output_dir: Path, utterances: Iterable[Utterance]) -> None
         chapters[utt.relative_dir].append(f"{utt.utt_id} {normalize(utt.text).upper()}")
     for relative_dir, lines in chapters.items():
         speaker_id, chapter_id = relative_dir.parts[1:]
-        write_atomic(
+        atomic.write_text(
             output_dir / relative_dir / f"{speaker_id}-{chapter_id}.trans.txt", "\n".join(lines) + "\n"
         )
 
@@ -645,7 +640,7 @@ def main(argv: Sequence[str]) -> None:
         "sentences_sha1": hashlib.sha1("\n".join(sentences).encode()).hexdigest(),
         "summary": summary,
     }
-    write_atomic(output_dir / STAMP_FILE, json.dumps(stamp, indent=1, sort_keys=True))
+    atomic.write_text(output_dir / STAMP_FILE, json.dumps(stamp, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":
