@@ -145,7 +145,7 @@ class TrainConfig:
 class DecodeConfig:
     """Search settings shared by evaluation and streaming."""
 
-    beam_size: int = _f(1, "1: greedy search; >1: modified beam search width")
+    beam_size: int = _f(1, "1: greedy search; >1: beam search width (max_symbols_per_frame applies to both)")
     max_symbols_per_frame: int = _f(4, "most tokens emitted on one encoder frame")
     suppress_unk: bool = _f(True, "never emit <unk>")
 

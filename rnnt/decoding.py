@@ -72,11 +72,12 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def _log_probs(
     runtime: Runtime, encoder_out: np.ndarray, predictor_out: np.ndarray, config: DecodeConfig
 ) -> np.ndarray:
-    """(N, E) and (N, P) -> (N, V) log-probabilities, <unk> at -inf if suppressed."""
-    logp = log_softmax(runtime.join(encoder_out, predictor_out))
+    """(N, E) and (N, P) -> (N, V) log-probabilities; if suppressed, <unk> is removed from
+    the distribution (the others renormalised) rather than only never chosen."""
+    logits = runtime.join(encoder_out, predictor_out)
     if config.suppress_unk:
-        logp[:, UNK_ID] = -np.inf
-    return logp
+        logits[:, UNK_ID] = -np.inf
+    return log_softmax(logits)
 
 
 def greedy_search(
@@ -167,28 +168,57 @@ def beam_search(
     beams: Sequence[Sequence[Hypothesis]],
     config: DecodeConfig,
 ) -> list[list[Hypothesis]]:
-    """Batched modified beam search (k2/icefall): at most one token per frame and hypothesis.
+    """Batched beam search, up to `config.max_symbols_per_frame` tokens per frame.
 
-    Each stream keeps its `config.beam_size` best hypotheses; two that reach the same
-    tokens are merged by log-adding their scores. Per frame, one `join` scores every
-    hypothesis of every stream and one `predict` runs for the new token prefixes only (a
-    blank extension keeps its predictor output). `max_symbols_per_frame` does not apply.
+    Each stream keeps its `config.beam_size` best hypotheses; paths that reach the same
+    tokens are merged by log-adding their scores. A frame runs in rounds: every hypothesis
+    still on the frame either takes blank (it is done with the frame) or emits a token and
+    stays for the next round, as the transducer lattice that the loss trains does. A token
+    extension survives only if it beats the beam's worst finished score (later rounds only
+    lower it). The last allowed token leaves the frame without a blank, as greedy search's
+    does, so that `max_symbols_per_frame=1` is k2/icefall's modified beam search. 120 ms
+    encoder frames need several tokens per frame in fast speech; the one-token limit cost
+    WER on them. Per round, one `join` scores every live hypothesis of every stream and one
+    `predict` runs for the surviving token prefixes.
     `encoder_out` (B, T', E) holds B streams' next frames, `lengths[b]` of them valid.
     """
     out = [list(beam) for beam in beams]
+    last_round = config.max_symbols_per_frame - 1
     for t in range(encoder_out.shape[1]):
         active = [b for b in range(len(out)) if t < lengths[b]]
         if not active:
             break
-        log_probs = _beam_log_probs(runtime, encoder_out[active, t], [out[b] for b in active], config)
-        extensions: list[tuple[Hypothesis, int]] = []
-        for b, logp in zip(active, log_probs, strict=True):
-            out[b] = _beam_step(out[b], logp, config.beam_size, extensions)
-        _extend(runtime, [hyp for hyp, _ in extensions], [token for _, token in extensions])
+        finished: dict[int, dict[tuple[int, ...], _Finished]] = {b: {} for b in active}
+        live = {b: out[b] for b in active}
+        for symbol in range(config.max_symbols_per_frame):
+            streams = [b for b in active if live[b]]
+            if not streams:
+                break
+            log_probs = _beam_log_probs(runtime, encoder_out[streams, t], [live[b] for b in streams], config)
+            extensions: list[tuple[Hypothesis, int]] = []
+            for b, logp in zip(streams, log_probs, strict=True):
+                survivors = _beam_round(live[b], logp, config.beam_size, finished[b], symbol == last_round)
+                live[b] = [hyp for hyp, _ in survivors]  # their tokens are appended by `_extend`
+                extensions += survivors
+            _extend(runtime, [hyp for hyp, _ in extensions], [token for _, token in extensions])
+        pending: list[tuple[Hypothesis, int]] = []
+        for b in active:
+            best = sorted(finished[b].values(), key=lambda f: -f.hyp.score)[: config.beam_size]
+            out[b] = [f.hyp for f in best]
+            pending += [(f.hyp, f.token) for f in best if f.token is not None]
+        _extend(runtime, [hyp for hyp, _ in pending], [token for _, token in pending])
         for b in active:
             for hyp in out[b]:
                 _advance_frame(hyp)
     return out
+
+
+@dataclass
+class _Finished:
+    """A hypothesis done with the current frame; `token` still to be appended if not None."""
+
+    hyp: Hypothesis
+    token: int | None = None
 
 
 def _beam_log_probs(
@@ -201,54 +231,59 @@ def _beam_log_probs(
     return np.split(logp, np.cumsum(sizes)[:-1])
 
 
-def _beam_step(
-    beam: Sequence[Hypothesis],
+def _beam_round(
+    live: Sequence[Hypothesis],
     logp: np.ndarray,
     beam_size: int,
-    extensions: list[tuple[Hypothesis, int]],
-) -> list[Hypothesis]:
-    """One frame of one stream: the `beam_size` best extensions of `beam`, best first.
+    finished: dict[tuple[int, ...], _Finished],
+    last: bool,
+) -> list[tuple[Hypothesis, int]]:
+    """One round of one stream's frame; `logp` (N, V) scores it for each live hypothesis.
 
-    `logp` (N, V) scores the frame for each hypothesis. Token extensions are returned
-    without their token and listed in `extensions` for one batched predictor call.
+    Blank extensions go to `finished`. Returns the surviving token extensions, best first,
+    as (hypothesis without its token, token) for one batched predictor call; on the `last`
+    round they go to `finished` instead (their token appended once the beam is chosen).
     """
-    scores = np.array([hyp.score for hyp in beam])[:, None] + logp
-    blank = scores[:, BLANK_ID].copy()  # keep the tokens: the frame passes
+    scores = np.array([hyp.score for hyp in live])[:, None] + logp
+    for hyp, score in zip(live, scores[:, BLANK_ID], strict=True):
+        _finish(finished, _rescored(hyp, score), None)
     scores[:, BLANK_ID] = -np.inf
-    aligned_by = _merge_duplicates(beam, blank, scores)
-    candidates = np.concatenate([blank, scores.ravel()])
-    new_beam = []
-    for index in _top_k(candidates, beam_size):
-        row, token = (index, BLANK_ID) if index < len(beam) else divmod(index - len(beam), logp.shape[1])
-        hyp = _copy(beam[row])
-        hyp.score = float(candidates[index])
-        if token != BLANK_ID:
-            extensions.append((hyp, int(token)))
-        elif row in aligned_by:  # the merged path through the prefix was the likelier one
-            hyp.frames = [*beam[aligned_by[row]].frames, hyp.num_frames]
-            hyp.trailing_blanks = -1  # as `_extend` leaves it: a token on this frame
-        new_beam.append(hyp)
-    return new_beam
+    done = sorted((f.hyp.score for f in finished.values()), reverse=True)
+    floor = done[beam_size - 1] if len(done) >= beam_size else -np.inf
+    flat = scores.ravel()
+    survivors = []
+    for index in _top_k(flat, beam_size):
+        if flat[index] <= floor:
+            break
+        row, token = divmod(int(index), logp.shape[1])
+        hyp = _rescored(live[row], float(flat[index]))
+        if last:
+            _finish(finished, hyp, token)
+        else:
+            survivors.append((hyp, token))
+    return survivors
 
 
-def _merge_duplicates(beam: Sequence[Hypothesis], blank: np.ndarray, scores: np.ndarray) -> dict[int, int]:
-    """Fold "prefix j + its next token" into the blank extension of i with the same tokens.
+def _rescored(hyp: Hypothesis, score: float) -> Hypothesis:
+    copy = _copy(hyp)
+    copy.score = float(score)
+    return copy
 
-    In one frame, hypothesis j reaches hypothesis i's tokens only when j's tokens are i's
-    without the last one, so these are all the duplicates; merging them before choosing
-    the best keeps the beam exact. The merged hypothesis keeps the timestamps of the
-    likelier of the two paths: returns {i: j} where that is j's.
+
+def _finish(finished: dict[tuple[int, ...], _Finished], hyp: Hypothesis, token: int | None) -> None:
+    """Add a path done with the frame, log-adding it into an equal-token one if present.
+
+    The merged hypothesis keeps the likelier path's timestamps and predictor state.
     """
-    rows = {tuple(hyp.tokens): i for i, hyp in enumerate(beam)}
-    aligned_by = {}
-    for i, hyp in enumerate(beam):
-        j = rows.get(tuple(hyp.tokens[:-1])) if hyp.tokens else None
-        if j is not None:
-            if scores[j, hyp.tokens[-1]] > blank[i]:
-                aligned_by[i] = j
-            blank[i] = np.logaddexp(blank[i], scores[j, hyp.tokens[-1]])
-            scores[j, hyp.tokens[-1]] = -np.inf
-    return aligned_by
+    key = (*hyp.tokens, token) if token is not None else tuple(hyp.tokens)
+    entry = _Finished(hyp, token)
+    if key in finished:
+        other = finished[key]
+        total = float(np.logaddexp(other.hyp.score, hyp.score))
+        if other.hyp.score >= hyp.score:
+            entry = other
+        entry.hyp.score = total
+    finished[key] = entry
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -82,8 +82,8 @@ def frame_by_frame_greedy(runtime: TorchRuntime, encoder_out: np.ndarray, max_sy
     for t in range(encoder_out.shape[0]):
         for _ in range(max_symbols):
             logits = runtime.join(encoder_out[t : t + 1], hyp.predictor_out[None])[0]
+            logits[UNK_ID] = -np.inf  # suppressed: out of the distribution
             logp = logits - np.logaddexp.reduce(logits)
-            logp[UNK_ID] = -np.inf
             token = int(logp.argmax())
             hyp.score += float(logp[token])
             if token == BLANK_ID:
