@@ -64,7 +64,7 @@ def run_eval(config: RunConfig) -> None:
     unreadable = f", {result.unreadable} unreadable scored as empty" if result.unreadable else ""
     print(
         f"{corpus}: WER {100 * rates.wer:.2f}% CER {100 * rates.cer:.2f}% "
-        f"({rates.num_utterances} utterances, {rates.num_words} words{unreadable})"
+        f"({rates.num_utterances} utterances, {rates.num_words} words{unreadable}; {rates.breakdown()})"
     )
     if _PER_SPEAKER.value:
         for speaker, speaker_rates in rates_by_speaker(result.transcripts).items():

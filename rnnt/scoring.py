@@ -16,6 +16,16 @@ class ErrorRates:
     cer: float  # character errors / reference characters, corpus level
     num_utterances: int
     num_words: int
+    substitutions: int = 0  # word edits by kind: wer = (S + D + I) / num_words
+    deletions: int = 0
+    insertions: int = 0
+
+    def breakdown(self) -> str:
+        """ "sub a% del b% ins c%", each over the reference words."""
+        sub, dele, ins = (
+            100 * n / max(self.num_words, 1) for n in (self.substitutions, self.deletions, self.insertions)
+        )
+        return f"sub {sub:.2f}% del {dele:.2f}% ins {ins:.2f}%"
 
 
 def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> ErrorRates:
@@ -29,4 +39,6 @@ def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> ErrorRa
     words = jiwer.process_words(refs, hyps)
     chars = jiwer.process_characters(refs, hyps)
     num_words = sum(len(r.split()) for r in refs)
-    return ErrorRates(words.wer, chars.cer, len(refs), num_words)
+    return ErrorRates(
+        words.wer, chars.cer, len(refs), num_words, words.substitutions, words.deletions, words.insertions
+    )

@@ -4,6 +4,7 @@ traceback, never a crash after training started."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,7 @@ def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny
     assert (
         f"({len(lines) + 1} utterances" in result.stdout and "1 unreadable scored as empty" in result.stdout
     )
+    assert re.search(r"; sub \d+\.\d\d% del \d+\.\d\d% ins \d+\.\d\d%\)", result.stdout)
     for speaker in {u.id.split("-")[0] for u in utterances}:
         assert f"speaker {speaker}: WER" in result.stdout
     assert "speaker 9999: WER 100.00%" in result.stdout  # its audio is missing: all deletions
