@@ -16,12 +16,12 @@ class ErrorRates:
     cer: float  # character errors / reference characters, corpus level
     num_utterances: int
     num_words: int
-    substitutions: int = 0  # word edits by kind: wer = (S + D + I) / num_words
-    deletions: int = 0
-    insertions: int = 0
+    substitutions: int  # word edits by kind: wer = (S + D + I) / num_words
+    deletions: int
+    insertions: int
 
     def breakdown(self) -> str:
-        """ "sub a% del b% ins c%", each over the reference words."""
+        """The word edits by kind as `sub a% del b% ins c%`, each over the reference words."""
         sub, dele, ins = (
             100 * n / max(self.num_words, 1) for n in (self.substitutions, self.deletions, self.insertions)
         )
