@@ -21,7 +21,7 @@ class LatticePosteriors:
 
 
 def predictor_outputs(runtime: Runtime, tokens: Sequence[int]) -> np.ndarray:
-    """(U + 1, P): the predictor output after each prefix of `tokens` (empty first)."""
+    """(U + 1, J): the predictor output after each prefix of `tokens` (empty first)."""
     hyp = initial_hypothesis(runtime)
     outputs, state = [hyp.predictor_out], hyp.predictor_state
     for token in tokens:
@@ -33,7 +33,7 @@ def predictor_outputs(runtime: Runtime, tokens: Sequence[int]) -> np.ndarray:
 def lattice_posteriors(runtime: Runtime, encoder_out: np.ndarray, tokens: Sequence[int]) -> LatticePosteriors:
     """Blank and next-token probabilities at every node (t, u) of one utterance's lattice.
 
-    `encoder_out` is (T', E) for one utterance; `tokens` its transcript's ids.
+    `encoder_out` is (T', J) for one utterance; `tokens` its transcript's ids.
     """
     pred = predictor_outputs(runtime, tokens)
     frames, contexts = encoder_out.shape[0], pred.shape[0]

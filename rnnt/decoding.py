@@ -23,24 +23,29 @@ GREEDY_LOOKAHEAD = 16  # encoder frames one greedy `join` scores ahead of the se
 
 
 class Runtime(Protocol):
-    """The three networks of a transducer, numpy in and out."""
+    """The three networks of a transducer, numpy in and out.
+
+    Encoder and predictor outputs are J-dimensional joint-space vectors (the joint's input
+    projections already applied, `Transducer.search_encode`), so `join` is only
+    tanh(enc + pred) -> Linear(V).
+    """
 
     time_reduction: int  # input frames per encoder frame
 
     def init_encoder_state(self, batch_size: int) -> LstmState: ...
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
-        """(B, T, D) float32 frames -> (B, T', E) and the new state."""
+        """(B, T, D) float32 frames -> (B, T', J) and the new state."""
         ...
 
     def init_predictor_state(self, batch_size: int) -> LstmState: ...
 
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
-        """(B,) int64 tokens -> (B, P) and the new state."""
+        """(B,) int64 tokens -> (B, J) and the new state."""
         ...
 
     def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
-        """(N, E) and (N, P) -> (N, V) logits."""
+        """(N, J) and (N, J) -> (N, V) logits."""
         ...
 
 
@@ -51,7 +56,7 @@ class Hypothesis:
     tokens: list[int]
     frames: list[int]  # encoder frame index at which each token was emitted
     score: float  # total log-probability
-    predictor_out: np.ndarray  # (P,) output after the last token
+    predictor_out: np.ndarray  # (J,) output after the last token
     predictor_state: LstmState  # (layers, 1, H) after the last token
     num_frames: int = 0  # encoder frames consumed so far
     trailing_blanks: int = field(default=0)  # encoder frames since the last token
@@ -72,7 +77,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def _log_probs(
     runtime: Runtime, encoder_out: np.ndarray, predictor_out: np.ndarray, config: DecodeConfig
 ) -> np.ndarray:
-    """(N, E) and (N, P) -> (N, V) log-probabilities; if suppressed, <unk> is removed from
+    """(N, J) and (N, J) -> (N, V) log-probabilities; if suppressed, <unk> is removed from
     the distribution (the others renormalised) rather than only never chosen."""
     logits = runtime.join(encoder_out, predictor_out)
     if config.suppress_unk:
@@ -89,7 +94,7 @@ def greedy_search(
 ) -> list[Hypothesis]:
     """Batched greedy search, at most `max_symbols_per_frame` tokens per frame.
 
-    `encoder_out` (B, T', E) holds B streams' next frames, `lengths[b]` of them valid.
+    `encoder_out` (B, T', J) holds B streams' next frames, `lengths[b]` of them valid.
     While a stream emits blanks its predictor output does not change, so one `join` scores
     its next `GREEDY_LOOKAHEAD` frames against it and the search jumps to the first frame
     whose best class is a token. This gives the frame-by-frame search's decisions with about
@@ -180,7 +185,7 @@ def beam_search(
     encoder frames need several tokens per frame in fast speech; the one-token limit cost
     WER on them. Per round, one `join` scores every live hypothesis of every stream and one
     `predict` runs for the surviving token prefixes.
-    `encoder_out` (B, T', E) holds B streams' next frames, `lengths[b]` of them valid.
+    `encoder_out` (B, T', J) holds B streams' next frames, `lengths[b]` of them valid.
     """
     out = [list(beam) for beam in beams]
     last_round = config.max_symbols_per_frame - 1
@@ -224,7 +229,7 @@ class _Finished:
 def _beam_log_probs(
     runtime: Runtime, frames: np.ndarray, beams: Sequence[Sequence[Hypothesis]], config: DecodeConfig
 ) -> list[np.ndarray]:
-    """One frame (S, E) of S streams -> each stream's (N, V) log-probs, in one `join`."""
+    """One frame (S, J) of S streams -> each stream's (N, V) log-probs, in one `join`."""
     sizes = [len(beam) for beam in beams]
     pred = np.stack([hyp.predictor_out for beam in beams for hyp in beam])
     logp = _log_probs(runtime, np.repeat(frames, sizes, axis=0), pred, config)
@@ -304,7 +309,7 @@ def decode_features(
 
 
 def encode_utterances(runtime: Runtime, features: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
-    """Whole utterances' features (each (T, D)) -> padded (B, T', E) and each one's T'."""
+    """Whole utterances' features (each (T, D)) -> padded (B, T', J) and each one's T'."""
     lengths = [len(f) for f in features]
     padded = np.zeros((len(features), max(lengths), features[0].shape[1]), dtype=np.float32)
     for i, f in enumerate(features):

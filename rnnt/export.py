@@ -155,7 +155,7 @@ class _EncoderGraph(nn.Module):
         self.model = model
 
     def forward(self, features: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out, state = self.model.encode(features, LstmState(h, c))
+        out, state = self.model.search_encode(features, LstmState(h, c))
         return out, state.h, state.c
 
 
@@ -165,7 +165,7 @@ class _DecoderGraph(nn.Module):
         self.model = model
 
     def forward(self, tokens: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out, state = self.model.predict(tokens, LstmState(h, c))
+        out, state = self.model.search_predict(tokens, LstmState(h, c))
         return out, state.h, state.c
 
 
@@ -175,7 +175,7 @@ class _JointGraph(nn.Module):
         self.model = model
 
     def forward(self, encoder_out: Tensor, predictor_out: Tensor) -> Tensor:
-        return self.model.join(encoder_out, predictor_out)
+        return self.model.search_join(encoder_out, predictor_out)
 
 
 def _graphs(model: Transducer) -> dict[str, tuple[nn.Module, tuple[Tensor, ...], dict[str, dict[int, str]]]]:
@@ -200,8 +200,8 @@ def _graphs(model: Transducer) -> dict[str, tuple[nn.Module, tuple[Tensor, ...],
         "joint": (
             _JointGraph(model),
             (
-                torch.zeros(TRACE_BATCH, config.encoder_output),
-                torch.zeros(TRACE_BATCH, config.predictor_output),
+                torch.zeros(TRACE_BATCH, config.joint_dim),
+                torch.zeros(TRACE_BATCH, config.joint_dim),
             ),
             {"encoder_out": {0: "rows"}, "predictor_out": {0: "rows"}, "logits": {0: "rows"}},
         ),

@@ -165,7 +165,11 @@ class Joint(nn.Module):
 
     def forward(self, enc: Tensor, pred: Tensor) -> Tensor:
         """Broadcasting (..., encoder_output) and (..., predictor_output) -> (..., V) logits."""
-        return self.out(torch.tanh(self.enc_proj(enc) + self.pred_proj(pred)))
+        return self.combine(self.enc_proj(enc), self.pred_proj(pred))
+
+    def combine(self, enc: Tensor, pred: Tensor) -> Tensor:
+        """Logits from already projected (..., joint_dim) encoder and predictor vectors."""
+        return self.out(torch.tanh(enc + pred))
 
 
 class TrainingOutputs(NamedTuple):
@@ -208,6 +212,27 @@ class Transducer(nn.Module):
     def join(self, enc: Tensor, pred: Tensor) -> Tensor:
         """Broadcast encoder and predictor outputs into (..., V) logits."""
         return self.joint(enc, pred)
+
+    # ---- the search's view: what the runtimes and the exported graphs compute ---------
+    # The joint's input projections move into the encoder and the predictor (the layout of
+    # icefall's exports, which sherpa-onnx runs): a frame is projected once and a predictor
+    # output once per hypothesis, not once per joint call, and the joint a search calls for
+    # every frame and every emitted token is only tanh(enc + pred) -> Linear(V).
+
+    def search_encode(self, features: Tensor, state: LstmState) -> tuple[Tensor, LstmState]:
+        """(B, T, D) features and state -> (B, T', joint_dim) projected frames and the new state."""
+        out, new_state = self.encoder(features, state)
+        return self.joint.enc_proj(out), new_state
+
+    def search_predict(self, tokens: Tensor, state: LstmState) -> tuple[Tensor, LstmState]:
+        """(B, U) tokens and state -> (B, U, joint_dim) projected predictor outputs and the new state."""
+        out, new_state = self.predictor(tokens, state)
+        return self.joint.pred_proj(out), new_state
+
+    def search_join(self, enc: Tensor, pred: Tensor) -> Tensor:
+        """`search_encode` and `search_predict` vectors -> (..., V) logits; equals `join` of the
+        unprojected outputs."""
+        return self.joint.combine(enc, pred)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -191,7 +191,7 @@ class StreamingRecognizer:
         return chunk
 
     def _decode(self, encoder_out: np.ndarray) -> list[CaptionEvent]:
-        """Search (T', E) encoder frames, closing a segment at each endpoint."""
+        """Search (T', J) encoder frames, closing a segment at each endpoint."""
         events = []
         start = 0
         while start < len(encoder_out):

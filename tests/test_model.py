@@ -175,6 +175,23 @@ def test_join_broadcasts(model: Transducer) -> None:
     torch.testing.assert_close(logits[1, 4, 2], model.join(enc[1, 4, 0], pred[1, 0, 2]))
 
 
+@torch.no_grad()
+def test_search_view_gives_the_training_joints_logits(model: Transducer) -> None:
+    """The runtimes' projected encoder/predictor vectors, summed in the joint, give the
+    logits `join` computes from the raw outputs (the projections only moved)."""
+    torch.manual_seed(7)
+    features = torch.randn(2, 8, model.config.input_dim)
+    tokens = torch.randint(0, model.config.vocab_size, (2, 3))
+    enc, _ = model.encode(features)
+    pred, _ = model.predict(tokens)
+    enc_j, _ = model.search_encode(features, model.encoder.init_state(2))
+    pred_j, _ = model.search_predict(tokens, model.predictor.init_state(2))
+    assert enc_j.shape[-1] == pred_j.shape[-1] == model.config.joint_dim
+    expected = model.join(enc[:, :, None], pred[:, None])
+    actual = model.search_join(enc_j[:, :, None], pred_j[:, None])
+    torch.testing.assert_close(actual, expected, atol=ATOL, rtol=0)
+
+
 def _run_config_from_flagfile(name: str, monkeypatch: pytest.MonkeyPatch) -> RunConfig:
     """Parse a shipped flagfile into a RunConfig, on private copies of the toolkit's flags."""
     monkeypatch.chdir(REPO)  # flagfiles include each other by repo-relative path

@@ -27,7 +27,8 @@ from rnnt.tokenizer import Tokenizer
 
 BACKENDS = ("torch", "onnx", "openvino")
 PRECISIONS = ("fp32", "int8", "bf16")  # bf16: OpenVINO computing the fp32 IR in bfloat16
-EXPORT_FORMAT = "rnnt-export-1"
+# 2: encoder and decoder emit joint-space vectors (`Transducer.search_encode`); 1 did not.
+EXPORT_FORMAT = "rnnt-export-2"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.model"
 OPENVINO_DIR = "openvino"
@@ -37,11 +38,11 @@ GRAPHS = ("encoder", "decoder", "joint")
 GRAPH_INPUTS = {
     "encoder": ("features", "h", "c"),  # (B, T, D) float32, (layers, B, H) x 2
     "decoder": ("tokens", "h", "c"),  # (B, 1) int64, (layers, B, H) x 2
-    "joint": ("encoder_out", "predictor_out"),  # (N, E), (N, P)
+    "joint": ("encoder_out", "predictor_out"),  # (N, J), (N, J): tanh(sum) -> Linear(V)
 }
 GRAPH_OUTPUTS = {
-    "encoder": ("encoder_out", "h_out", "c_out"),  # (B, T', E), (layers, B, H) x 2
-    "decoder": ("predictor_out", "h_out", "c_out"),  # (B, 1, P), (layers, B, H) x 2
+    "encoder": ("encoder_out", "h_out", "c_out"),  # (B, T', J), (layers, B, H) x 2
+    "decoder": ("predictor_out", "h_out", "c_out"),  # (B, 1, J), (layers, B, H) x 2
     "joint": ("logits",),  # (N, V)
 }
 
@@ -148,7 +149,10 @@ def read_export_config(directory: Path) -> dict:
         raise ModelLoadError(f"{directory}: not an export directory (no {CONFIG_FILE}); run export_onnx.py")
     config = json.loads(config_path.read_text())
     if config.get("format") != EXPORT_FORMAT:
-        raise ModelLoadError(f"{config_path}: unknown export format {config.get('format')!r}")
+        raise ModelLoadError(
+            f"{config_path}: export format {config.get('format')!r}, this version reads {EXPORT_FORMAT!r};"
+            " export the checkpoint again with export_onnx.py"
+        )
     return config
 
 

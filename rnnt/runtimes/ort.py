@@ -63,19 +63,19 @@ class OnnxRuntime(ZeroStates):
         self._joint = _session(ort, existing_graph_file(directory, "onnx", "joint", precision), 1)
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
-        """(B, T, D) frames -> (B, T', E) and the new state."""
+        """(B, T, D) frames -> (B, T', J) and the new state."""
         inputs = {"features": as_float32(features), "h": as_float32(state.h), "c": as_float32(state.c)}
         out, h, c = self._encoder.run(GRAPH_OUTPUTS["encoder"], inputs)
         return out, LstmState(h, c)
 
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
-        """(B,) tokens -> (B, P) and the new state."""
+        """(B,) tokens -> (B, J) and the new state."""
         tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1, 1)
         inputs = {"tokens": tokens, "h": as_float32(state.h), "c": as_float32(state.c)}
         out, h, c = self._decoder.run(GRAPH_OUTPUTS["decoder"], inputs)
         return out[:, 0], LstmState(h, c)
 
     def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
-        """(N, E) and (N, P) -> (N, V) logits."""
+        """(N, J) and (N, J) -> (N, V) logits."""
         inputs = {"encoder_out": as_float32(encoder_out), "predictor_out": as_float32(predictor_out)}
         return self._joint.run(GRAPH_OUTPUTS["joint"], inputs)[0]

@@ -89,20 +89,20 @@ class OpenVinoRuntime(ZeroStates):
         return _Network(core, path, threads, GRAPH_OUTPUTS[graph], precision)
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
-        """(B, T, D) frames -> (B, T', E) and the new state."""
+        """(B, T, D) frames -> (B, T', J) and the new state."""
         out, h, c = self._encoder(
             {"features": as_float32(features), "h": as_float32(state.h), "c": as_float32(state.c)}
         )
         return out, LstmState(h, c)
 
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
-        """(B,) tokens -> (B, P) and the new state."""
+        """(B,) tokens -> (B, J) and the new state."""
         tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1, 1)
         out, h, c = self._decoder({"tokens": tokens, "h": as_float32(state.h), "c": as_float32(state.c)})
         return out[:, 0], LstmState(h, c)
 
     def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
-        """(N, E) and (N, P) -> (N, V) logits."""
+        """(N, J) and (N, J) -> (N, V) logits."""
         (logits,) = self._joint(
             {"encoder_out": as_float32(encoder_out), "predictor_out": as_float32(predictor_out)}
         )

@@ -49,16 +49,16 @@ class TorchRuntime:
 
     @torch.inference_mode()
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
-        out, new_state = self.model.encode(torch.from_numpy(features), _to_torch(state))
+        out, new_state = self.model.search_encode(torch.from_numpy(features), _to_torch(state))
         return out.numpy(), _to_numpy(new_state)
 
     @torch.inference_mode()
     @_one_thread()
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
-        out, new_state = self.model.predict(torch.from_numpy(tokens)[:, None], _to_torch(state))
+        out, new_state = self.model.search_predict(torch.from_numpy(tokens)[:, None], _to_torch(state))
         return out[:, 0].numpy(), _to_numpy(new_state)
 
     @torch.inference_mode()
     @_one_thread()
     def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
-        return self.model.join(torch.from_numpy(encoder_out), torch.from_numpy(predictor_out)).numpy()
+        return self.model.search_join(torch.from_numpy(encoder_out), torch.from_numpy(predictor_out)).numpy()
