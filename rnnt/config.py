@@ -148,6 +148,9 @@ class DecodeConfig:
     beam_size: int = _f(1, "1: greedy search; >1: beam search width (max_symbols_per_frame applies to both)")
     max_symbols_per_frame: int = _f(4, "most tokens emitted on one encoder frame")
     suppress_unk: bool = _f(True, "never emit <unk>")
+    blank_penalty: float = _f(
+        0.0, "subtracted from the blank logit before the softmax, as sherpa-onnx does (> 0: fewer deletions)"
+    )
 
 
 @dataclass(frozen=True)

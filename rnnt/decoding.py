@@ -78,8 +78,11 @@ def _log_probs(
     runtime: Runtime, encoder_out: np.ndarray, predictor_out: np.ndarray, config: DecodeConfig
 ) -> np.ndarray:
     """(N, J) and (N, J) -> (N, V) log-probabilities; if suppressed, <unk> is removed from
-    the distribution (the others renormalised) rather than only never chosen."""
+    the distribution (the others renormalised) rather than only never chosen. The blank
+    penalty lowers blank's logit first, as sherpa-onnx's does."""
     logits = runtime.join(encoder_out, predictor_out)
+    if config.blank_penalty:
+        logits[:, BLANK_ID] -= config.blank_penalty
     if config.suppress_unk:
         logits[:, UNK_ID] = -np.inf
     return log_softmax(logits)

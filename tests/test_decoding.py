@@ -1,4 +1,5 @@
-"""Greedy search over the PyTorch runtime: batching, resuming, symbol limits, <unk> suppression."""
+"""Greedy search over the PyTorch runtime: batching, resuming, symbol limits, <unk> suppression,
+blank penalty."""
 
 from __future__ import annotations
 
@@ -155,3 +156,23 @@ def test_suppress_unk() -> None:
     assert all(UNK_ID not in h.tokens for h in suppressed)
     allowed = decode_features(runtime, features, DecodeConfig(suppress_unk=False, max_symbols_per_frame=2))
     assert all(h.tokens and set(h.tokens) == {UNK_ID} for h in allowed)  # the bias does dominate
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_blank_penalty_equals_a_lower_blank_bias(beam_size: int) -> None:
+    """--blank_penalty=p decodes exactly as the model whose blank logit is p lower, and
+    emits more tokens than no penalty."""
+    penalty = 0.8
+    features = random_features([2 * 20, 2 * 9], seed=4)
+    runtime = tiny_runtime(seed=4)
+    with torch.no_grad():
+        runtime.model.joint.out.bias[BLANK_ID] += 1.0  # mostly blank, so the penalty has room
+    plain = decode_features(runtime, features, DecodeConfig(beam_size=beam_size))
+    penalised = decode_features(runtime, features, DecodeConfig(beam_size=beam_size, blank_penalty=penalty))
+    with torch.no_grad():
+        runtime.model.joint.out.bias[BLANK_ID] -= penalty
+    lowered = decode_features(runtime, features, DecodeConfig(beam_size=beam_size))
+    for actual, expected in zip(penalised, lowered, strict=True):
+        assert actual.tokens == expected.tokens and actual.frames == expected.frames
+        assert actual.score == pytest.approx(expected.score, abs=1e-4)
+    assert sum(len(h.tokens) for h in penalised) > sum(len(h.tokens) for h in plain)
