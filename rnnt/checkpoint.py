@@ -8,6 +8,7 @@ truncated checkpoint behind.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,5 +111,35 @@ def save_for_inference(source: str | Path, destination: str | Path) -> Path:
     """Copy a checkpoint without optimiser, schedule and RNG state (a model to ship)."""
     checkpoint = read_checkpoint(source)
     slim = {key: value for key, value in checkpoint.items() if key not in TRAINING_KEYS}
+    atomic_save(slim, destination)
+    return Path(destination)
+
+
+def average_checkpoints(sources: Sequence[str | Path], destination: str | Path) -> Path:
+    """Write the mean of the weights of `sources`, checkpoints of one model, as a model to ship
+    (icefall's `--avg`): its other contents come from the last source.
+
+    Means are taken in float64; non-float tensors are taken from the last source.
+    """
+    if not sources:
+        raise CheckpointError("no checkpoints to average")
+    checkpoints = [read_checkpoint(path) for path in sources]
+    last = checkpoints[-1]
+    for path, checkpoint in zip(sources, checkpoints, strict=True):
+        if (
+            checkpoint["configs"]["model"] != last["configs"]["model"]
+            or checkpoint["tokenizer"] != last["tokenizer"]
+        ):
+            raise CheckpointError(f"{path}: another model or tokenizer than {sources[-1]}; cannot average")
+    averaged = {}
+    for name, tensor in last["model"].items():
+        if tensor.is_floating_point():
+            total = sum(checkpoint["model"][name].double() for checkpoint in checkpoints)
+            averaged[name] = (total / len(checkpoints)).to(tensor.dtype)
+        else:
+            averaged[name] = tensor
+    slim = {key: value for key, value in last.items() if key not in TRAINING_KEYS}
+    slim["model"] = averaged
+    slim["averaged_from"] = [str(path) for path in sources]
     atomic_save(slim, destination)
     return Path(destination)

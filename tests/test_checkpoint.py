@@ -1,4 +1,5 @@
-"""Checkpoints: save -> load gives the same model, tokenizer and features; bad files rejected."""
+"""Checkpoints: save -> load gives the same model, tokenizer and features; bad files rejected;
+averaging."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rnnt.checkpoint import (
     FORMAT,
     CheckpointError,
     atomic_save,
+    average_checkpoints,
     load_bundle,
     make_checkpoint,
     prune_checkpoints,
@@ -142,3 +144,30 @@ def test_prune_keeps_the_latest_steps(tmp_path: Path) -> None:
     ]
     prune_checkpoints(tmp_path, keep=0)  # 0 keeps everything
     assert len(step_checkpoints(tmp_path)) == 2
+
+
+def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path: Path, tokenizer: Tokenizer) -> None:
+    models = [tiny_model(tokenizer, seed=seed) for seed in (1, 2, 3)]
+    paths = []
+    for step, model in enumerate(models):
+        paths.append(tmp_path / f"{step}.pt")
+        checkpoint = make_checkpoint(model, tokenizer, configs_of(model), step=step, optimizer={"x": 1})
+        atomic_save(checkpoint, paths[-1])
+    averaged = load_bundle(average_checkpoints(paths, tmp_path / "avg.pt")).model
+    for name, tensor in averaged.state_dict().items():
+        expected = sum(model.state_dict()[name] for model in models) / len(models)
+        torch.testing.assert_close(tensor, expected, atol=1e-6, rtol=0)
+    assert not torch.equal(
+        averaged.state_dict()["joint.out.weight"], models[-1].state_dict()["joint.out.weight"]
+    )
+    shipped = torch.load(tmp_path / "avg.pt", weights_only=True)
+    assert "optimizer" not in shipped and shipped["averaged_from"] == [str(p) for p in paths]
+
+
+def test_average_checkpoints_of_different_models(tmp_path: Path, tokenizer: Tokenizer) -> None:
+    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
+    for path, hidden in zip(paths, (16, 20), strict=True):
+        model = tiny_model(tokenizer, hidden=hidden)
+        atomic_save(make_checkpoint(model, tokenizer, configs_of(model)), path)
+    with pytest.raises(CheckpointError, match="cannot average"):
+        average_checkpoints(paths, tmp_path / "avg.pt")
