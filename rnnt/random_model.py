@@ -21,7 +21,7 @@ from rnnt.decoding import encode_utterances, greedy_search, initial_hypothesis
 from rnnt.export import export
 from rnnt.features import compute_features
 from rnnt.model import Transducer
-from rnnt.runtimes import CONFIG_FILE
+from rnnt.runtimes import is_current_export
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
@@ -86,7 +86,9 @@ def build_random_export(
     utterances became ~1.8 on test ones) that it is set on the audio to be benchmarked.
     """
     checkpoint, export_dir = work_dir / "model.pt", work_dir / "export"
-    if checkpoint.is_file() and (export_dir / CONFIG_FILE).is_file():
+    if checkpoint.is_file():
+        if not is_current_export(export_dir):  # from an older export format: the same weights again
+            export(load_bundle(checkpoint), export_dir, int8=True)
         return checkpoint, export_dir
     tokenizer = Tokenizer.train(read_transcripts(tokenizer_corpus), config.tokenizer)
     model_config = replace(model_config_for_summary(config), vocab_size=tokenizer.vocab_size)

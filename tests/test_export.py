@@ -22,7 +22,7 @@ from rnnt.decoding import Runtime, decode_features
 from rnnt.export import ExportError, export, synthetic_speech
 from rnnt.features import compute_features
 from rnnt.model import Transducer
-from rnnt.runtimes import CONFIG_FILE, GRAPHS, ModelLoadError, load_model
+from rnnt.runtimes import CONFIG_FILE, EXPORT_FORMAT, GRAPHS, ModelLoadError, is_current_export, load_model
 from rnnt.runtimes.ov import OpenVinoRuntime
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.tokenizer import Tokenizer
@@ -274,3 +274,14 @@ def test_benchmark_compares_every_runtime_in_one_run(
         rows["openvino:fp32"]["encoder_floor_ms"],
     )
     assert bf16_floor == pytest.approx(fp32_floor / 2, abs=2e-3)
+
+
+def test_an_export_of_an_older_format_is_not_current(tmp_path: Path) -> None:
+    """Tools that reuse an export (the benchmark's random models) remake a stale one."""
+    assert not is_current_export(tmp_path / "missing")
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"format": "rnnt-export-1"}))
+    assert not is_current_export(tmp_path)
+    with pytest.raises(ModelLoadError, match="export the checkpoint again"):
+        load_model(tmp_path, "onnx")
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"format": EXPORT_FORMAT}))
+    assert is_current_export(tmp_path)

@@ -26,6 +26,7 @@ from rnnt import atomic, benchmark, cli
 from rnnt.config import DecodeConfig, StreamConfig
 from rnnt.corpus import read_corpus
 from rnnt.flags import config_from_flags, run_config_from_flags
+from rnnt.runtimes import is_current_export
 
 if TYPE_CHECKING:
     from rnnt.training import RunConfig  # needs torch, so for annotations only
@@ -77,7 +78,7 @@ def model_paths(speech: list[np.ndarray]) -> tuple[Path, Path, str]:
     if _ARCHITECTURE.value:
         name = Path(_ARCHITECTURE.value).stem
         work_dir = Path(_WORK_DIR.value) / name
-        if (work_dir / "export" / "config.json").is_file():  # built before: no torch import
+        if is_current_export(work_dir / "export"):  # built before: no torch import
             return work_dir / "model.pt", work_dir / "export", name
         from rnnt.random_model import build_random_export
 

@@ -156,6 +156,15 @@ def read_export_config(directory: Path) -> dict:
     return config
 
 
+def is_current_export(directory: Path) -> bool:
+    """`directory` holds an export this version reads (a stale one is made again, not used)."""
+    try:
+        read_export_config(directory)
+    except (ModelLoadError, ValueError):
+        return False
+    return True
+
+
 def _load_export(directory: Path, backend: str, precision: str, threads: int) -> LoadedModel:
     config = read_export_config(directory)
     model_config = from_dict(ModelConfig, config["model"])
