@@ -1,7 +1,7 @@
 """The transducer: encoder, predictor and joint network. It computes; it does not train,
 search or do I/O (loss: `rnnt.loss`, search: `rnnt.decoding`).
 
-Shapes: B batch, T frames, T' encoder frames, U tokens, D features, V vocab.
+Shapes: B batch, T frames, T' encoder frames, U tokens, D features, J joint_dim, V vocab.
 Streaming state is explicit: every recurrent module takes an `LstmState` and returns the
 new one, so a stream is resumed by passing back what it returned, and streams are batched
 by `rnnt.state.stack_states` / `unstack_states`.

@@ -157,7 +157,7 @@ def read_export_config(directory: Path) -> dict:
 
 
 def is_current_export(directory: Path) -> bool:
-    """`directory` holds an export this version reads (a stale one is made again, not used)."""
+    """`directory` holds an export this version reads (false if it is missing or of an older format)."""
     try:
         read_export_config(directory)
     except (ModelLoadError, ValueError):
