@@ -109,10 +109,12 @@ TRAINING_KEYS = ("optimizer", "schedule", "rng")  # what inference does not need
 
 def save_for_inference(source: str | Path, destination: str | Path) -> Path:
     """Copy a checkpoint without optimiser, schedule and RNG state (a model to ship)."""
-    checkpoint = read_checkpoint(source)
-    slim = {key: value for key, value in checkpoint.items() if key not in TRAINING_KEYS}
-    atomic_save(slim, destination)
+    atomic_save(_without_training_state(read_checkpoint(source)), destination)
     return Path(destination)
+
+
+def _without_training_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in checkpoint.items() if key not in TRAINING_KEYS}
 
 
 def average_checkpoints(sources: Sequence[str | Path], destination: str | Path) -> Path:
@@ -138,8 +140,6 @@ def average_checkpoints(sources: Sequence[str | Path], destination: str | Path) 
             averaged[name] = (total / len(checkpoints)).to(tensor.dtype)
         else:
             averaged[name] = tensor
-    slim = {key: value for key, value in last.items() if key not in TRAINING_KEYS}
-    slim["model"] = averaged
-    slim["averaged_from"] = [str(path) for path in sources]
+    slim = _without_training_state(last) | {"model": averaged, "averaged_from": [str(p) for p in sources]}
     atomic_save(slim, destination)
     return Path(destination)
