@@ -35,7 +35,7 @@ from rnnt.corpus import (
     read_corpus,
     read_weighted_corpora,
 )
-from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro_batches
+from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro_batches, token_density
 from rnnt.distributed import Distributed, all_reduce_sum, sum_gradients
 from rnnt.evaluation import EvalResult, evaluate
 from rnnt.loss import transducer_backward
@@ -160,6 +160,16 @@ class Trainer:
         self.state = TrainState()
         self.writer: Any = None
         log.info("model: %d parameters", count_parameters(self.model))
+        encoder_frame_s = self.config.feature.frame_ms * self.config.model.time_reduction / 1000
+        density = token_density(train_utterances, self.tokenizer, encoder_frame_s)
+        log.info(
+            "targets: %.2f tokens per %.0f ms encoder frame, %.2f per word; %.1f%% of utterances "
+            "have more tokens than frames",
+            density.tokens_per_frame,
+            1000 * encoder_frame_s,
+            density.tokens_per_word,
+            100 * density.over_one,
+        )
 
     @property
     def models_dir(self) -> Path:

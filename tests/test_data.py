@@ -22,7 +22,7 @@ from rnnt.corpus import (
     read_manifest,
     read_weighted_corpora,
 )
-from rnnt.data import BucketBatchSampler, Example, UtteranceDataset, collate
+from rnnt.data import BucketBatchSampler, Example, UtteranceDataset, collate, token_density
 from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
 
@@ -207,6 +207,16 @@ def test_sampler_start_skips_batches(durations: list[float], start: int) -> None
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
     return Tokenizer.train([normalize(t) for t in TEXTS], TokenizerConfig(tokenizer_kind="char"))
+
+
+def test_token_density_counts_tokens_per_encoder_frame(tokenizer: Tokenizer) -> None:
+    dense = Utterance("dense", "a.wav", "hello world", 0.5)  # 5 frames of 100 ms
+    sparse = Utterance("sparse", "b.wav", "hi", 2.0)  # 20 frames
+    n_dense, n_sparse = len(tokenizer.encode("hello world")), len(tokenizer.encode("hi"))
+    density = token_density([dense, sparse], tokenizer, encoder_frame_s=0.1)
+    assert density.tokens_per_frame == pytest.approx((n_dense + n_sparse) / 25)
+    assert density.tokens_per_word == pytest.approx((n_dense + n_sparse) / 3)
+    assert density.over_one == 0.5  # only the dense one has more tokens than frames
 
 
 def test_dataset_skips_missing_audio(
