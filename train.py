@@ -17,13 +17,14 @@ from absl import app, flags
 
 from rnnt import checkpoint as ckpt
 from rnnt import cli
+from rnnt.config import RunConfig, model_config_for_summary
 from rnnt.corpus import read_corpus
 from rnnt.distributed import Distributed
 from rnnt.evaluation import evaluate, rates_by_speaker, write_transcripts
 from rnnt.flags import decode_config_from_flags, run_config_from_flags, write_flagfile
 from rnnt.model import Transducer, count_parameters
 from rnnt.runtimes.pytorch import TorchRuntime
-from rnnt.training import RunConfig, Trainer, model_config_for_summary
+from rnnt.training import Trainer
 
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "resume", "eval", "summary"], "what to do")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "", "checkpoint for --mode=eval")

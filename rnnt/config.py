@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 BLANK_ID = 0  # The transducer blank; also the predictor's start-of-sequence input.
@@ -168,6 +169,34 @@ class StreamConfig:
         1.2, "rule 2: close a segment after this much blank after text, s"
     )
     endpoint_max_segment_s: float = _f(20.0, "rule 3: close a segment this long whatever it holds, s")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """All configs of one run."""
+
+    feature: FeatureConfig
+    tokenizer: TokenizerConfig
+    model: ModelConfig
+    data: DataConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    decode: DecodeConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.train.logs_root) / self.train.name
+
+
+def model_config_for_summary(config: RunConfig) -> ModelConfig:
+    """The model config a run would build, before any tokenizer exists (BPE size assumed)."""
+    vocab = (
+        config.tokenizer.vocab_size if config.tokenizer.tokenizer_kind == "bpe" else config.model.vocab_size
+    )
+    return replace(config.model, vocab_size=vocab, input_dim=config.feature.feature_dim)
 
 
 C = TypeVar("C")

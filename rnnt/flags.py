@@ -22,6 +22,7 @@ from rnnt.config import (
     DecodeConfig,
     FeatureConfig,
     ModelConfig,
+    RunConfig,
     StreamConfig,
     TokenizerConfig,
     TrainConfig,
@@ -67,10 +68,8 @@ def config_from_flags(cls: type[C], base: C | None = None) -> C:
     return replace(base, **{name: holder.value for name, holder in holders.items() if holder.present})
 
 
-def run_config_from_flags() -> Any:
-    """A `rnnt.training.RunConfig` from the flags (imported lazily: it needs torch)."""
-    from rnnt.training import RunConfig
-
+def run_config_from_flags() -> RunConfig:
+    """A `RunConfig` from the flags."""
     return RunConfig(
         feature=config_from_flags(FeatureConfig),
         tokenizer=config_from_flags(TokenizerConfig),

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
-from rnnt.config import BLANK_ID, DecodeConfig, replace
+from rnnt.config import BLANK_ID, DecodeConfig, RunConfig, model_config_for_summary, replace
 from rnnt.decoding import encode_utterances, greedy_search, initial_hypothesis
 from rnnt.export import export
 from rnnt.features import compute_features
@@ -25,7 +25,6 @@ from rnnt.runtimes import is_current_export
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
-from rnnt.training import RunConfig, model_config_for_summary
 
 log = logging.getLogger(__name__)
 

@@ -17,16 +17,7 @@ import numpy as np
 import torch
 
 from rnnt import checkpoint as ckpt
-from rnnt.config import (
-    AugmentConfig,
-    DataConfig,
-    DecodeConfig,
-    FeatureConfig,
-    ModelConfig,
-    TokenizerConfig,
-    TrainConfig,
-    replace,
-)
+from rnnt.config import RunConfig, TrainConfig, replace
 from rnnt.corpus import (
     DataError,
     Utterance,
@@ -49,26 +40,6 @@ log = logging.getLogger(__name__)
 TOKENIZER_FILE = "tokenizer.model"
 NUM_EXAMPLE_TRANSCRIPTS = 4  # dev transcripts written to tensorboard per evaluation
 STATISTICS_UTTERANCES = 500  # utterances sampled for global mean/variance statistics
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """All configs of one run."""
-
-    feature: FeatureConfig
-    tokenizer: TokenizerConfig
-    model: ModelConfig
-    data: DataConfig
-    augment: AugmentConfig
-    train: TrainConfig
-    decode: DecodeConfig
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.train.logs_root) / self.train.name
 
 
 @dataclass
@@ -113,14 +84,6 @@ def build_model(config: RunConfig, tokenizer: Tokenizer) -> tuple[RunConfig, Tra
     config = replace(config, model=model_config)
     torch.manual_seed(config.train.seed)
     return config, Transducer(model_config)
-
-
-def model_config_for_summary(config: RunConfig) -> ModelConfig:
-    """The model config a run would build, before any tokenizer exists (BPE size assumed)."""
-    vocab = (
-        config.tokenizer.vocab_size if config.tokenizer.tokenizer_kind == "bpe" else config.model.vocab_size
-    )
-    return replace(config.model, vocab_size=vocab, input_dim=config.feature.feature_dim)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -15,10 +15,10 @@ from rnnt.config import (
     DecodeConfig,
     FeatureConfig,
     ModelConfig,
+    RunConfig,
     TokenizerConfig,
     TrainConfig,
 )
-from rnnt.training import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_AUDIO = REPO.parent / "shared" / "real"

@@ -14,13 +14,14 @@ from rnnt.config import (
     DecodeConfig,
     FeatureConfig,
     ModelConfig,
+    RunConfig,
     TokenizerConfig,
     TrainConfig,
+    model_config_for_summary,
 )
 from rnnt.flags import CONFIG_FLAGS
 from rnnt.model import STEPWISE_MAX_BATCH, Transducer, count_parameters, run_lstm
 from rnnt.state import LstmState, select_state, stack_states, unstack_states
-from rnnt.training import RunConfig, model_config_for_summary
 
 from .conftest import REPO
 

@@ -15,12 +15,13 @@ import pytest
 import torch
 
 from rnnt import checkpoint as ckpt
+from rnnt.config import RunConfig
 from rnnt.corpus import read_librispeech, write_manifest
 from rnnt.data import UtteranceDataset, collate
 from rnnt.evaluation import evaluate
 from rnnt.loss import rnnt_loss
 from rnnt.runtimes.pytorch import TorchRuntime
-from rnnt.training import RunConfig, Trainer
+from rnnt.training import Trainer
 
 from .conftest import REPO, tiny_run_config
 

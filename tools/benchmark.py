@@ -17,19 +17,15 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from absl import app, flags
 
 from rnnt import atomic, benchmark, cli
-from rnnt.config import DecodeConfig, StreamConfig
+from rnnt.config import DecodeConfig, RunConfig, StreamConfig
 from rnnt.corpus import read_corpus
 from rnnt.flags import config_from_flags, run_config_from_flags
 from rnnt.runtimes import is_current_export
-
-if TYPE_CHECKING:
-    from rnnt.training import RunConfig  # needs torch, so for annotations only
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "", "checkpoint for the torch variant")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", "", "export directory for the onnx/openvino variants")
