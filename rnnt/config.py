@@ -126,6 +126,9 @@ class TrainConfig:
     momentum: float = _f(0.9, "SGD momentum")
     warmup_steps: int = _f(500, "linear warmup, steps")
     scheduler: str = _f("plateau", "after warmup: plateau, cosine, onecycle or constant")
+    schedule_clock: str = _f(
+        "steps", "cosine/onecycle decay over steps (to max_steps) or minutes (to max_minutes)"
+    )
     plateau_factor: float = _f(0.7, "plateau: lr multiplier on a plateau of dev WER")
     plateau_patience: int = _f(2, "plateau: evaluations without improvement before decay")
     min_lr: float = _f(1e-5, "floor of every schedule")

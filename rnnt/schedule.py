@@ -20,17 +20,29 @@ class LearningRateSchedule:
     def __init__(self, config: TrainConfig):
         if config.scheduler not in ("plateau", "cosine", "onecycle", "constant"):
             raise ValueError(f"unknown scheduler {config.scheduler!r} (plateau, cosine, onecycle, constant)")
+        if config.schedule_clock not in ("steps", "minutes"):
+            raise ValueError(f"unknown schedule_clock {config.schedule_clock!r} (steps or minutes)")
+        if config.schedule_clock == "minutes" and config.max_minutes <= 0:
+            raise ValueError("--schedule_clock=minutes decays over --max_minutes: set it")
         self.config = config
         self.scale = 1.0  # plateau decay so far
         self.best = math.inf
         self.bad_evaluations = 0
 
-    def lr(self, step: int) -> float:
-        """The learning rate for optimizer step `step` (0-based)."""
+    def lr(self, step: int, minutes: float = 0.0) -> float:
+        """The learning rate for optimizer step `step` (0-based), `minutes` into training.
+
+        The warmup counts steps either way; with `schedule_clock=minutes` the decay then follows
+        the wall clock, so a run ends on its time budget fully decayed on any machine (its
+        rate then depends on the machine's speed, so such a run is not bit-reproducible).
+        """
         c = self.config
         if step < c.warmup_steps:
             return c.lr * (step + 1) / c.warmup_steps
-        progress = min(1.0, (step - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps))
+        if c.schedule_clock == "minutes":
+            progress = min(1.0, minutes / c.max_minutes)
+        else:
+            progress = min(1.0, (step - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps))
         if c.scheduler == "cosine":
             value = c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * progress))
         elif c.scheduler == "onecycle":

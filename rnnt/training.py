@@ -247,7 +247,7 @@ class Trainer:
             audio += batch.audio_seconds
         sum_gradients(self.model, self.dist)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip or math.inf)
-        lr = self.schedule.lr(self.state.step)
+        lr = self.schedule.lr(self.state.step, self._minutes())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if torch.isfinite(grad_norm):
@@ -312,6 +312,12 @@ class Trainer:
         if not (self.models_dir / f"{self.state.step}.pt").is_file():
             self.save()
         return self.state
+
+    def _minutes(self) -> float:
+        """Training minutes so far, agreed by all ranks (the wall-clock schedule needs one rate)."""
+        if self.config.train.schedule_clock != "minutes":
+            return self.state.train_seconds / 60
+        return all_reduce_sum([self.state.train_seconds], self.dist)[0] / self.dist.world / 60
 
     def _out_of_time(self) -> bool:
         """Past `max_minutes` on any rank (ranks' clocks differ; all must stop at one step)."""
