@@ -20,6 +20,7 @@ from rnnt.audio import AudioError, audio_duration, load_audio
 from rnnt.config import DataConfig, FeatureConfig
 from rnnt.features import compute_features
 from rnnt.text import normalize
+from rnnt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +160,30 @@ def feature_statistics(
         raise DataError("no readable audio to compute feature statistics from")
     stacked = np.concatenate(frames).astype(np.float64)
     return stacked.mean(axis=0), stacked.std(axis=0)
+
+
+@dataclass(frozen=True)
+class TokenDensity:
+    """How many tokens the transducer must emit per encoder frame on a corpus.
+
+    A dense target (many utterances with more tokens than frames) needs several emissions per
+    frame; a coarser vocabulary or shorter encoder frames make it sparser.
+    """
+
+    tokens_per_frame: float  # corpus mean
+    tokens_per_word: float
+    over_one: float  # fraction of utterances with more tokens than encoder frames
+
+
+def token_density(
+    utterances: Sequence[Utterance], tokenizer: Tokenizer, encoder_frame_s: float
+) -> TokenDensity:
+    """Tokens per encoder frame of `utterances` (durations from the corpus, no audio read)."""
+    tokens = np.array([len(tokenizer.encode(u.text)) for u in utterances], dtype=np.float64)
+    frames = np.maximum(np.array([u.duration for u in utterances]) / encoder_frame_s, 1.0)
+    words = sum(len(u.text.split()) for u in utterances)
+    return TokenDensity(
+        tokens_per_frame=float(tokens.sum() / frames.sum()),
+        tokens_per_word=float(tokens.sum() / max(words, 1)),
+        over_one=float(np.mean(tokens > frames)),
+    )

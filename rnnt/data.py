@@ -47,33 +47,6 @@ class Example:
     duration: float
 
 
-@dataclass(frozen=True)
-class TokenDensity:
-    """How many tokens the transducer must emit per encoder frame on a corpus.
-
-    A dense target (many utterances with more tokens than frames) needs several emissions per
-    frame; a coarser vocabulary or shorter encoder frames make it sparser.
-    """
-
-    tokens_per_frame: float  # corpus mean
-    tokens_per_word: float
-    over_one: float  # fraction of utterances with more tokens than encoder frames
-
-
-def token_density(
-    utterances: Sequence[Utterance], tokenizer: Tokenizer, encoder_frame_s: float
-) -> TokenDensity:
-    """Tokens per encoder frame of `utterances` (durations from the corpus, no audio read)."""
-    tokens = np.array([len(tokenizer.encode(u.text)) for u in utterances], dtype=np.float64)
-    frames = np.maximum(np.array([u.duration for u in utterances]) / encoder_frame_s, 1.0)
-    words = sum(len(u.text.split()) for u in utterances)
-    return TokenDensity(
-        tokens_per_frame=float(tokens.sum() / frames.sum()),
-        tokens_per_word=float(tokens.sum() / max(words, 1)),
-        over_one=float(np.mean(tokens > frames)),
-    )
-
-
 class UtteranceDataset(torch.utils.data.Dataset):
     """Loads, augments and featurises utterance `(index, epoch)`; None when unusable.
 

@@ -25,8 +25,9 @@ from rnnt.corpus import (
     filter_utterances,
     read_corpus,
     read_weighted_corpora,
+    token_density,
 )
-from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro_batches, token_density
+from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro_batches
 from rnnt.distributed import Distributed, all_reduce_sum, sum_gradients
 from rnnt.evaluation import EvalResult, evaluate
 from rnnt.loss import transducer_backward

@@ -21,8 +21,9 @@ from rnnt.corpus import (
     read_librispeech,
     read_manifest,
     read_weighted_corpora,
+    token_density,
 )
-from rnnt.data import BucketBatchSampler, Example, UtteranceDataset, collate, token_density
+from rnnt.data import BucketBatchSampler, Example, UtteranceDataset, collate
 from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
 
