@@ -49,6 +49,10 @@ class FeatureConfig:
         """Duration of one stacked model frame, ms."""
         return 1000.0 * self.hop_length * self.stack_frames / self.sample_rate
 
+    def encoder_frame_s(self, time_reduction: int) -> float:
+        """Duration of one encoder frame (T'), after the encoder's `time_reduction`, s."""
+        return self.frame_ms * time_reduction / 1000.0
+
 
 @dataclass(frozen=True)
 class TokenizerConfig:

@@ -93,9 +93,9 @@ def build_random_export(
     model_config = replace(model_config_for_summary(config), vocab_size=tokenizer.vocab_size)
     torch.manual_seed(SEED)
     model = Transducer(model_config).eval()
-    encoder_frame_s = config.feature.frame_ms * model_config.time_reduction / 1000
     features = [compute_features(samples, config.feature) for samples in speech]
-    calibrate_blank(model, features, TOKENS_PER_SECOND * encoder_frame_s)
+    tokens_per_frame = TOKENS_PER_SECOND * config.feature.encoder_frame_s(model_config.time_reduction)
+    calibrate_blank(model, features, tokens_per_frame)
     configs = {**config.as_dict(), "model": model_config}
     atomic_save(make_checkpoint(model, tokenizer, configs), checkpoint)
     log.info("exporting %s with random weights to %s", config.train.name, export_dir)

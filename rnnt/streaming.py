@@ -142,7 +142,7 @@ class StreamingRecognizer:
         self.decode = model.decode if decode is None else decode
         reduction = self.runtime.time_reduction
         self.chunk_frames = chunk_frames(config, model.features, reduction)
-        self.frame_s = model.features.frame_ms * reduction / 1000.0  # one encoder frame, s
+        self.frame_s = model.features.encoder_frame_s(reduction)
         self.rules = EndpointFrames.from_config(config, self.frame_s)
         self._start = initial_hypothesis(self.runtime)
         self.reset()

@@ -124,7 +124,7 @@ class Trainer:
         self.state = TrainState()
         self.writer: Any = None
         log.info("model: %d parameters", count_parameters(self.model))
-        encoder_frame_s = self.config.feature.frame_ms * self.config.model.time_reduction / 1000
+        encoder_frame_s = self.config.feature.encoder_frame_s(self.config.model.time_reduction)
         density = token_density(train_utterances, self.tokenizer, encoder_frame_s)
         log.info(
             "targets: %.2f tokens per %.0f ms encoder frame, %.2f per word; %.1f%% of utterances "
