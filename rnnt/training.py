@@ -124,8 +124,13 @@ class Trainer:
         self.state = TrainState()
         self.writer: Any = None
         log.info("model: %d parameters", count_parameters(self.model))
+        if self.dist.is_main:
+            self._log_target_density()
+
+    def _log_target_density(self) -> None:
+        """How many tokens per encoder frame the transducer must emit on the training corpus."""
         encoder_frame_s = self.config.feature.encoder_frame_s(self.config.model.time_reduction)
-        density = token_density(train_utterances, self.tokenizer, encoder_frame_s)
+        density = token_density(self.train_utterances, self.tokenizer, encoder_frame_s)
         log.info(
             "targets: %.2f tokens per %.0f ms encoder frame, %.2f per word; %.1f%% of utterances "
             "have more tokens than frames",
