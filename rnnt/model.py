@@ -39,7 +39,7 @@ def run_lstm(lstm: nn.LSTM, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Te
     for layer in range(lstm.num_layers):
         w_hh = getattr(lstm, f"weight_hh_l{layer}").t()
         bias = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}") if lstm.bias else None
-        x_gates = nn.functional.linear(x, getattr(lstm, f"weight_ih_l{layer}"), bias)  # (B, T, 4H)
+        x_gates = _input_gates(x, getattr(lstm, f"weight_ih_l{layer}"), bias)  # (B, T, 4H)
         h, c = h0[layer], c0[layer]
         outputs = []
         for t in range(x.shape[1]):
@@ -51,6 +51,19 @@ def run_lstm(lstm: nn.LSTM, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Te
         hs.append(h)
         cs.append(c)
     return x, (torch.stack(hs), torch.stack(cs))
+
+
+def _input_gates(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """`linear(x, weight, bias)` for (B, T, D) x, computed as weight @ x^T.
+
+    A chunk has few frames, and MKL's GEMM packs a transposed weight before a product with
+    few rows. Six (10 x 1024) @ (1024 x 4096) products took 16.4 ms as `linear` and 9.4 ms
+    in this form on this project's 2-core machine; a whole 600 ms E6D2 encoder chunk, 41.5
+    against 40.0 ms (medians of 150, interleaved).
+    """
+    rows = x.reshape(-1, x.shape[-1])
+    gates = torch.mm(weight, rows.t()) if bias is None else torch.addmm(bias[:, None], weight, rows.t())
+    return gates.t().reshape(*x.shape[:-1], weight.shape[0])
 
 
 def _zeros(num_layers: int, batch_size: int, hidden: int, like: Tensor) -> LstmState:

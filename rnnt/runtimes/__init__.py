@@ -90,7 +90,9 @@ def load_model(
     """Load a checkpoint (torch) or an export directory (any backend).
 
     `threads` sets the encoder's intra-op threads (0: the backend's default for this
-    machine); predictor and joint always run on one thread (tiny, latency-bound calls).
+    machine). ONNX Runtime runs the predictor and joint on one thread (its idle pools spin,
+    and three spinning pools on two cores multiply latency); torch and OpenVINO run them
+    on the encoder's threads, which measured faster for both.
     """
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")

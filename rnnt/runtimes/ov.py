@@ -90,9 +90,11 @@ class OpenVinoRuntime(ZeroStates):
         self.config = config
         self.time_reduction = config.time_reduction
         self._encoder = self._network(core, directory, "encoder", threads, precision)
-        # One thread each: per-token calls on tiny inputs (see rnnt.runtimes.load_model).
-        self._decoder = self._network(core, directory, "decoder", 1, precision)
-        self._joint = self._network(core, directory, "joint", 1, precision)
+        # The predictor and joint get the encoder's threads too: OpenVINO's idle workers do not
+        # spin as ONNX Runtime's do. Against one thread each, interleaved: 75.9x against 68.9x
+        # real time on 30 demo test utterances, 13.4x against 11.9x for E6D2_LARGE_Batch.
+        self._decoder = self._network(core, directory, "decoder", threads, precision)
+        self._joint = self._network(core, directory, "joint", threads, precision)
 
     @staticmethod
     def _network(core: Any, directory: Path, graph: str, threads: int, precision: str) -> _Network:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 
@@ -22,20 +19,14 @@ def _to_numpy(state: LstmState) -> LstmState:
     return LstmState(state.h.numpy(), state.c.numpy())
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Predictor and joint calls are tiny: a thread pool only adds wake-up latency."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 class TorchRuntime:
-    """Runs a model in inference mode on the CPU (encoder on torch's threads, the
-    predictor and joint on one)."""
+    """Runs a model in inference mode on the CPU, every call on torch's threads.
+
+    The predictor and joint once ran on one thread. torch's threads are faster even for
+    them: on 30 demo test utterances, interleaved, 35.2x real time against 32.1x (predictor
+    0.64 against 0.80 ms per call); on the E6D2_LARGE_Batch benchmark model, 12.1x against
+    11.2x. Transcripts were identical. (ONNX Runtime is different: its idle pools busy-wait.)
+    """
 
     def __init__(self, model: Transducer):
         self.model = model.eval()
@@ -53,12 +44,10 @@ class TorchRuntime:
         return out.numpy(), _to_numpy(new_state)
 
     @torch.inference_mode()
-    @_one_thread()
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         out, new_state = self.model.search_predict(torch.from_numpy(tokens)[:, None], _to_torch(state))
         return out[:, 0].numpy(), _to_numpy(new_state)
 
     @torch.inference_mode()
-    @_one_thread()
     def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
         return self.model.search_join(torch.from_numpy(encoder_out), torch.from_numpy(predictor_out)).numpy()
