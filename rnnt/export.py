@@ -266,6 +266,8 @@ def quantize_onnx(output_dir: Path, config: dict[str, Any]) -> list[Path]:
 
     Signed weights (uint8 activations x int8 weights, ONNX Runtime's default kernel): as
     fast and as accurate as uint8 weights on an AVX512-VNNI CPU, about twice fp32's speed.
+    One scale per output channel, not per tensor: on the 80 ms demo model's 300 test
+    utterances, 52.73% WER against 53.45% (fp32: 52.21%) at the same speed.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -280,6 +282,7 @@ def quantize_onnx(output_dir: Path, config: dict[str, Any]) -> list[Path]:
                 path,
                 op_types_to_quantize=INT8_OP_TYPES,
                 weight_type=QuantType.QInt8,
+                per_channel=True,
             )
         finally:
             logging.root.removeFilter(quiet)
