@@ -29,6 +29,10 @@ BYTES_PER_PARAMETER = {"fp32": 4, "bf16": 2, "int8": 1}  # weight bytes an encod
 MEMORY_PROBE_BYTES = 256 << 20  # matrix size for the memory bandwidth probe (far larger than any cache)
 PROBE_COLUMNS = 1024
 PERCENTILE_HIGH = 95
+# Pause before each variant's utterance: ONNX Runtime's idle workers spin after a call, and
+# the next variant's first chunks would pay for it (OpenVINO's E6D2 encoder p95: 70.6 ms
+# interleaved with ONNX Runtime, 41.5 ms streamed alone).
+SETTLE_S = 0.1
 T = TypeVar("T")
 
 
@@ -111,6 +115,7 @@ def run_interleaved(variants: Sequence[Variant], utterances: Sequence[np.ndarray
     for samples in utterances:
         for variant in variants:
             chunk_samples = round(chunk_ms * variant.loaded.features.sample_rate / 1000)
+            time.sleep(SETTLE_S)
             stream_utterance(variant, samples, chunk_samples)
 
 
