@@ -66,6 +66,12 @@ def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return directory
 
 
+def run_tool(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, check=False
+    )
+
+
 def speech(name: str, seconds: float) -> np.ndarray:
     """A real recording, or synthetic speech of its length where shared/ is absent."""
     path = REAL_AUDIO / name
@@ -242,21 +248,14 @@ def test_benchmark_compares_every_runtime_in_one_run(
     manifest.write_text("".join(json.dumps({"audio": str(path), "text": "a b"}) + "\n" for path in audio))
     output = tmp_path / "bench.json"
     variants = "torch:fp32,onnx:fp32,openvino:fp32,openvino:bf16,onnx:int8"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "tools/benchmark.py",
-            f"--checkpoint={checkpoint}",
-            f"--export_dir={exported}",
-            f"--manifest={manifest}",
-            f"--variants={variants}",
-            f"--output={output}",
-            "--chunk_ms=240",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
+    run = run_tool(
+        "tools/benchmark.py",
+        f"--checkpoint={checkpoint}",
+        f"--export_dir={exported}",
+        f"--manifest={manifest}",
+        f"--variants={variants}",
+        f"--output={output}",
+        "--chunk_ms=240",
     )
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(output.read_text())
@@ -274,6 +273,31 @@ def test_benchmark_compares_every_runtime_in_one_run(
         rows["openvino:fp32"]["encoder_floor_ms"],
     )
     assert bf16_floor == pytest.approx(fp32_floor / 2, abs=2e-3)
+
+
+def test_lstm_calibration_times_a_plain_stack_beside_an_export(exported: Path, tmp_path: Path) -> None:
+    output = tmp_path / "calibration.json"
+    run = run_tool(
+        "tools/lstm_calibration.py",
+        "--layers=2",
+        "--hidden=32",
+        "--input_dim=20",
+        "--chunk_frames=4",
+        "--rounds=2",
+        f"--export_dir={exported}",
+        f"--work_dir={tmp_path / 'stack'}",
+        f"--output={output}",
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(output.read_text())
+    rows = {(row["model"], row["runtime"], row["precision"]): row for row in result["rows"]}
+    assert len(rows) == 6
+    assert ("plain 2x32", "openvino", "fp32") in rows
+    assert all(row["chunk_ms_median"] > 0 and row["step_floor_ms"] > 0 for row in rows.values())
+    int8, fp32 = (rows["plain 2x32", "onnx", precision]["step_floor_ms"] for precision in ("int8", "fp32"))
+    assert int8 == pytest.approx(fp32 / 4, rel=0.05)
+    assert len(result["fp32_state_max_abs_difference"]) == 2
+    assert max(result["fp32_state_max_abs_difference"].values()) < ATOL
 
 
 def test_an_export_of_an_older_format_is_not_current(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ numpy and onnxruntime only (no torch), so it deploys without PyTorch.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from rnnt.runtimes import GRAPH_OUTPUTS, ModelLoadError, ZeroStates, as_float32,
 from rnnt.state import LstmState
 
 
-def _import_onnxruntime() -> Any:
+def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as error:
@@ -23,7 +24,7 @@ def _import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def _session(ort: Any, path: Path, threads: int) -> Any:
+def cpu_session(ort: Any, path: Path, threads: int) -> Any:
     """A CPU session running on `threads` intra-op threads (0: one per physical core).
 
     The predictor and joint get one: called per token on tiny inputs, they run on the
@@ -54,13 +55,14 @@ class OnnxRuntime(ZeroStates):
             raise ModelLoadError(
                 f"the onnx backend runs fp32 or int8; for {precision} use the openvino backend"
             )
-        ort = _import_onnxruntime()
+        ort = import_onnxruntime()
         directory = Path(directory)
         self.config = config
         self.time_reduction = config.time_reduction
-        self._encoder = _session(ort, existing_graph_file(directory, "onnx", "encoder", precision), threads)
-        self._decoder = _session(ort, existing_graph_file(directory, "onnx", "decoder", precision), 1)
-        self._joint = _session(ort, existing_graph_file(directory, "onnx", "joint", precision), 1)
+        graph = functools.partial(existing_graph_file, directory, "onnx", precision=precision)
+        self._encoder = cpu_session(ort, graph("encoder"), threads)
+        self._decoder = cpu_session(ort, graph("decoder"), 1)
+        self._joint = cpu_session(ort, graph("joint"), 1)
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B, T, D) frames -> (B, T', J) and the new state."""

@@ -38,7 +38,7 @@ def import_openvino() -> Any:
     return openvino
 
 
-class _Network:
+class CompiledGraph:
     """One compiled graph with a reused infer request; outputs come back by name, copied.
 
     Inputs are bound as zero-copy tensors by port index and outputs read by port, not passed
@@ -97,9 +97,9 @@ class OpenVinoRuntime(ZeroStates):
         self._joint = self._network(core, directory, "joint", threads, precision)
 
     @staticmethod
-    def _network(core: Any, directory: Path, graph: str, threads: int, precision: str) -> _Network:
+    def _network(core: Any, directory: Path, graph: str, threads: int, precision: str) -> CompiledGraph:
         path = existing_graph_file(directory, "openvino", graph, "fp32")
-        return _Network(core, path, threads, GRAPH_OUTPUTS[graph], precision)
+        return CompiledGraph(core, path, threads, GRAPH_OUTPUTS[graph], precision)
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B, T, D) frames -> (B, T', J) and the new state."""
