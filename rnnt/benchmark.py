@@ -132,7 +132,11 @@ class Bandwidth:
 
     @classmethod
     def measure(cls, config: ModelConfig) -> Bandwidth:
-        hidden = config.encoder_hidden
+        return cls.measure_for_hidden(config.encoder_hidden)
+
+    @classmethod
+    def measure_for_hidden(cls, hidden: int) -> Bandwidth:
+        """The recurrent matrix of an LSTM `hidden` wide: (4 * hidden) x hidden."""
         return cls(
             matvec_bytes_per_s(MEMORY_PROBE_BYTES // (4 * PROBE_COLUMNS), PROBE_COLUMNS, 5),
             matvec_bytes_per_s(4 * hidden, hidden, 200),
