@@ -187,10 +187,18 @@ def encoder_step_floor_ms(
         chunk_frames if layer < config.reduction_after else chunk_frames // config.time_reduction
         for layer in range(config.encoder_layers)
     ]
+    once = encoder_parameters(config) - 4 * hidden * hidden * config.encoder_layers
+    return lstm_step_floor_ms(hidden, sum(steps), once, bytes_per_parameter, bandwidth)
+
+
+def lstm_step_floor_ms(
+    hidden: int, recurrent_steps: int, other_parameters: int, bytes_per_parameter: int, bandwidth: Bandwidth
+) -> float:
+    """`recurrent_steps` products of a (4H x H) recurrent matrix with a state, summed over the
+    layers, at the cache-hot rate, plus `other_parameters` weights read once from memory."""
     recurrent = 4 * hidden * hidden
-    once = encoder_parameters(config) - recurrent * config.encoder_layers
-    seconds = (once / bandwidth.memory + recurrent * sum(steps) / bandwidth.recurrent) * bytes_per_parameter
-    return 1000 * seconds
+    seconds = other_parameters / bandwidth.memory + recurrent * recurrent_steps / bandwidth.recurrent
+    return 1000 * seconds * bytes_per_parameter
 
 
 def summarize(
@@ -226,3 +234,16 @@ def summarize(
         "encoder_step_floor_ms": round(step_floor_ms, 3),
         "encoder_x_step_floor": round(float(np.median(encoder_ms)) / step_floor_ms, 2),
     }
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """Rows as right-aligned text columns; `columns` are (row key, header, format) and a
+    missing value (None) shows as "-"."""
+    cells = [
+        [fmt.format(row[key]) if row[key] is not None else "-" for key, _, fmt in columns] for row in rows
+    ]
+    headers = [header for _, header, _ in columns]
+    widths = [max(len(line[i]) for line in [headers, *cells]) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in [headers, *cells]
+    )

@@ -94,10 +94,14 @@ def export_plain_stack(shape: StackShape, work_dir: Path) -> None:
 
 def plain_stack_step_floor_ms(shape: StackShape, bandwidth: benchmark.Bandwidth, precision: str) -> float:
     """Each recurrent matrix once per frame (cache-hot), the input matrices once from memory."""
-    recurrent = 4 * shape.hidden * shape.hidden
-    once = 4 * shape.hidden * (shape.input_dim + (shape.layers - 1) * shape.hidden)
-    seconds = once / bandwidth.memory + recurrent * shape.layers * shape.chunk_frames / bandwidth.recurrent
-    return 1000 * seconds * benchmark.BYTES_PER_PARAMETER[precision]
+    input_matrices = 4 * shape.hidden * (shape.input_dim + (shape.layers - 1) * shape.hidden)
+    return benchmark.lstm_step_floor_ms(
+        shape.hidden,
+        shape.layers * shape.chunk_frames,
+        input_matrices,
+        benchmark.BYTES_PER_PARAMETER[precision],
+        bandwidth,
+    )
 
 
 def plain_stack_encoders(

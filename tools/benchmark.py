@@ -129,14 +129,6 @@ def peak_rss_of_this_process_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def print_table(rows: list[dict]) -> None:
-    widths = [max(len(header), *(len(fmt.format(r[key])) for r in rows)) for key, header, fmt in COLUMNS]
-    print("  ".join(header.rjust(w) for (_, header, _), w in zip(COLUMNS, widths, strict=True)))
-    for row in rows:
-        cells = [fmt.format(row[key]) if row[key] is not None else "-" for key, _, fmt in COLUMNS]
-        print("  ".join(cell.rjust(w) for cell, w in zip(cells, widths, strict=True)))
-
-
 def main(argv: list[str]) -> None:
     del argv
     samples, references = load_utterances()
@@ -164,7 +156,7 @@ def main(argv: list[str]) -> None:
         row = benchmark.summarize(variant, scored, bandwidth, size, stream.chunk_ms)
         row["peak_rss_mb"] = round(peak_rss_mb(f"{variant.backend}:{variant.precision}"))
         rows.append(row)
-    print_table(rows)
+    print(benchmark.format_table(rows, COLUMNS))
     same = len({tuple(v.transcripts) for v in variants if v.precision == "fp32"}) == 1
     print(
         f"fp32 transcripts identical across runtimes: {same}; fp32 matrix-vector bandwidth: "

@@ -32,29 +32,16 @@ _THREADS = flags.DEFINE_integer("threads", 0, "threads per runtime (0: one per c
 _WORK_DIR = flags.DEFINE_string("work_dir", "benchmarks/lstm_calibration", "where the stack's graphs go")
 _OUTPUT = flags.DEFINE_string("output", "benchmarks/lstm_calibration.json", "JSON path")
 
-HEADER = ("model", "runtime", "prec", "ms median", "ms p95", "x rt", "floor ms", "x floor")
-KEYS = (
-    "model",
-    "runtime",
-    "precision",
-    "chunk_ms_median",
-    "chunk_ms_p95",
-    "x_real_time_encoder_only",
-    "step_floor_ms",
-    "x_step_floor",
+COLUMNS = (
+    ("model", "model", "{}"),
+    ("runtime", "runtime", "{}"),
+    ("precision", "prec", "{}"),
+    ("chunk_ms_median", "ms median", "{:.2f}"),
+    ("chunk_ms_p95", "ms p95", "{:.2f}"),
+    ("x_real_time_encoder_only", "x rt", "{:.1f}"),
+    ("step_floor_ms", "floor ms", "{:.2f}"),
+    ("x_step_floor", "x floor", "{:.2f}"),
 )
-
-
-def print_table(rows: list[dict]) -> None:
-    table = [HEADER] + [tuple(str(row[key]) for key in KEYS) for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
-    text_columns = 3  # model, runtime, precision: left-aligned; numbers right-aligned
-    for line in table:
-        cells = [
-            cell.ljust(width) if i < text_columns else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-        ]
-        print("  ".join(cells))
 
 
 def main(argv: list[str]) -> None:
@@ -70,7 +57,7 @@ def main(argv: list[str]) -> None:
     chunk_ms = shape.chunk_frames * _FRAME_MS.value
     rows = [calibration.summarize(encoder, chunk_ms) for encoder in encoders]
     differences = calibration.fp32_state_differences(encoders)
-    print_table(rows)
+    print(benchmark.format_table(rows, COLUMNS))
     print(
         f"{chunk_ms:.0f} ms chunks of {shape.chunk_frames} frames; fp32 matrix-vector bandwidth: memory "
         f"{bandwidth.memory / 1e9:.1f} GB/s, recurrent matrix {bandwidth.recurrent / 1e9:.1f} GB/s"
