@@ -11,6 +11,7 @@ from rnnt.config import AugmentConfig, FeatureConfig
 
 INT16_SCALE = 32768.0  # dither amplitudes are given on the int16 sample scale
 SPEED_RATIO_DENOMINATOR = 100  # speeds are rounded to ratios p/q with q <= this (cheap polyphase filters)
+VTLP_STEP = 0.01  # warps are rounded to this, so the few warped filterbanks stay cached
 
 
 def augment_samples(samples: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
@@ -37,6 +38,13 @@ def change_speed(samples: np.ndarray, speed: float) -> np.ndarray:
         return samples
     resampled = scipy.signal.resample_poly(samples, ratio.denominator, ratio.numerator)
     return resampled.astype(np.float32)
+
+
+def vtlp_warp(config: AugmentConfig, rng: np.random.Generator) -> float:
+    """A random frequency warp for `compute_features` (1.0 when VTLP is off; draws nothing then)."""
+    if config.vtlp <= 0:
+        return 1.0
+    return round(rng.uniform(1.0 - config.vtlp, 1.0 + config.vtlp) / VTLP_STEP) * VTLP_STEP
 
 
 def augment_features(

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from rnnt.audio import AudioError
-from rnnt.augment import augment_features, augment_samples
+from rnnt.augment import augment_features, augment_samples, vtlp_warp
 from rnnt.config import AugmentConfig, FeatureConfig
 from rnnt.corpus import Utterance
 from rnnt.features import compute_features
@@ -80,9 +80,11 @@ class UtteranceDataset(torch.utils.data.Dataset):
             log.warning("skipped utterance %s: %s", utterance.id, error)
             return None
         rng = np.random.default_rng([self.seed, epoch, index])
+        warp = 1.0
         if self.augment is not None:
             samples = augment_samples(samples, self.augment, rng)
-        feats = compute_features(samples, self.features)
+            warp = vtlp_warp(self.augment, rng)
+        feats = compute_features(samples, self.features, warp)
         if self.augment is not None:
             feats = augment_features(feats, self.augment, self.features, rng)
         tokens = self.tokenizer.encode(utterance.text)

@@ -20,6 +20,7 @@ from rnnt.config import FeatureConfig
 LOG_FLOOR = float(np.finfo(np.float32).eps)  # Kaldi's floor before the log.
 KALDI_LOW_FREQ_HZ = 20.0  # Kaldi's default lowest mel edge.
 POVEY_EXPONENT = 0.85  # Kaldi's "povey" window is a Hann window to this power.
+VTLP_BOUNDARY_HZ = 4800.0  # Jaitly & Hinton's f_hi: frequencies up to about here scale by the warp.
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -30,12 +31,24 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return 700.0 * np.expm1(mel / 1127.0)
 
 
-@functools.lru_cache(maxsize=8)
-def mel_filterbank(config: FeatureConfig) -> np.ndarray:
+def warp_frequencies(hz: np.ndarray, warp: float, nyquist: float) -> np.ndarray:
+    """Vocal tract length perturbation's piecewise-linear warp (Jaitly & Hinton 2013):
+    `hz * warp` below a boundary near VTLP_BOUNDARY_HZ, then a straight line that keeps
+    Nyquist where it is (so no band falls off the top or leaves a gap)."""
+    corner = VTLP_BOUNDARY_HZ * min(warp, 1.0)
+    boundary = corner / warp
+    above = nyquist - (nyquist - corner) / (nyquist - boundary) * (nyquist - hz)
+    return np.where(hz <= boundary, hz * warp, above)
+
+
+@functools.lru_cache(maxsize=64)
+def mel_filterbank(config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     """Triangular mel filters, shape (n_fft // 2 + 1, num_mel_bins).
 
     `logmel` draws the triangles in Hz between HTK mel points (torchaudio's
     `melscale_fbanks`); `kaldi_fbank` draws them on the mel axis from 20 Hz (Kaldi's).
+    A `warp` other than 1 moves each FFT bin to `warp_frequencies` of its frequency first, so
+    the speech looks as if spoken by a vocal tract `warp` times shorter (training only).
     """
     kaldi = config.feature_kind == "kaldi_fbank"
     low = KALDI_LOW_FREQ_HZ if kaldi else 0.0
@@ -43,6 +56,8 @@ def mel_filterbank(config: FeatureConfig) -> np.ndarray:
         _hz_to_mel(np.array(low)), _hz_to_mel(np.array(config.sample_rate / 2)), config.num_mel_bins + 2
     )
     bin_hz = np.linspace(0.0, config.sample_rate / 2, config.n_fft // 2 + 1)
+    if warp != 1.0:
+        bin_hz = warp_frequencies(bin_hz, warp, config.sample_rate / 2)
     axis = _hz_to_mel(bin_hz) if kaldi else bin_hz
     points = edges if kaldi else _mel_to_hz(edges)
     left, center, right = points[:-2], points[1:-1], points[2:]
@@ -68,10 +83,10 @@ def num_frames(num_samples: int, config: FeatureConfig) -> int:
     return 1 + (num_samples - config.win_length) // config.hop_length
 
 
-def frame_features(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
+def frame_features(frames: np.ndarray, config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     """Raw frames (N, win_length) -> log-mel frames (N, num_mel_bins), float32.
 
-    Every output row depends only on its input row.
+    Every output row depends only on its input row. `warp`: see `mel_filterbank`.
     """
     frames = frames.astype(np.float64)
     if config.feature_kind == "kaldi_fbank":
@@ -81,7 +96,8 @@ def frame_features(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
     power = np.abs(np.fft.rfft(frames, n=config.n_fft, axis=1)) ** 2
     # Row by row, so that a frame's value cannot depend on how many frames share the call
     # (BLAS may change its summation order with the matrix shape).
-    mel = np.stack([row @ mel_filterbank(config) for row in power]) if len(power) else power[:, :0]
+    filterbank = mel_filterbank(config, warp)
+    mel = np.stack([row @ filterbank for row in power]) if len(power) else power[:, :0]
     return np.log(np.maximum(mel, LOG_FLOOR)).astype(np.float32).reshape(-1, config.num_mel_bins)
 
 
@@ -91,11 +107,14 @@ def stack(features: np.ndarray, stack_frames: int) -> np.ndarray:
     return features[:usable].reshape(usable // stack_frames, features.shape[1] * stack_frames)
 
 
-def compute_features(samples: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """Mono samples (S,) in [-1, 1] at `config.sample_rate` -> model frames (T, D)."""
+def compute_features(samples: np.ndarray, config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
+    """Mono samples (S,) in [-1, 1] at `config.sample_rate` -> model frames (T, D).
+
+    `warp` != 1 applies vocal tract length perturbation (training only; `mel_filterbank`).
+    """
     if samples.ndim != 1:
         raise ValueError(f"expected mono samples of shape (S,), got {samples.shape}")
-    unstacked = compute_unstacked(samples, num_frames(len(samples), config), config)
+    unstacked = compute_unstacked(samples, num_frames(len(samples), config), config, warp)
     return stack(unstacked, config.stack_frames)
 
 
@@ -122,8 +141,10 @@ class StreamingFeatures:
         return ready
 
 
-def compute_unstacked(samples: np.ndarray, count: int, config: FeatureConfig) -> np.ndarray:
+def compute_unstacked(
+    samples: np.ndarray, count: int, config: FeatureConfig, warp: float = 1.0
+) -> np.ndarray:
     """The first `count` unstacked log-mel frames (count, F) of `samples`."""
     starts = np.arange(count)[:, None] * config.hop_length
     frames = samples[starts + np.arange(config.win_length)] if count else np.zeros((0, config.win_length))
-    return frame_features(frames, config)
+    return frame_features(frames, config, warp)

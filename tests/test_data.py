@@ -12,7 +12,7 @@ import pytest
 import soundfile
 import torch
 
-from rnnt.augment import augment_samples, change_speed
+from rnnt.augment import augment_samples, change_speed, vtlp_warp
 from rnnt.config import AugmentConfig, DataConfig, FeatureConfig, TokenizerConfig
 from rnnt.corpus import (
     DataError,
@@ -24,6 +24,7 @@ from rnnt.corpus import (
     token_density,
 )
 from rnnt.data import BucketBatchSampler, Example, UtteranceDataset, collate
+from rnnt.features import compute_features, warp_frequencies
 from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
 
@@ -298,3 +299,35 @@ def test_speed_perturbation_draws_one_of_three_speeds() -> None:
         16000,
         math.ceil(16000 * 10 / 11),
     }  # resample_poly rounds up
+
+
+@pytest.mark.parametrize("warp", [0.9, 1.1])
+def test_vtlp_moves_a_tone_as_far_as_a_tone_that_much_higher(warp: float) -> None:
+    config = FeatureConfig()
+    time_s = np.arange(config.sample_rate) / config.sample_rate
+
+    def peak_bin(tone_hz: float, tone_warp: float) -> int:
+        tone = (0.5 * np.sin(2 * np.pi * tone_hz * time_s)).astype(np.float32)
+        feats = compute_features(tone, config, tone_warp).reshape(-1, config.num_mel_bins)
+        return int(np.bincount(feats.argmax(axis=1)).argmax())
+
+    assert peak_bin(1500.0, warp) == peak_bin(1500.0 * warp, 1.0) != peak_bin(1500.0, 1.0)
+
+
+def test_vtlp_warp_keeps_the_band_edges_and_order() -> None:
+    hz = np.linspace(0.0, 8000.0, 257)
+    for warp in (0.9, 0.95, 1.05, 1.1):
+        warped = warp_frequencies(hz, warp, 8000.0)
+        assert warped[0] == 0.0 and warped[-1] == pytest.approx(8000.0)
+        assert np.all(np.diff(warped) > 0)
+        assert warped[32] == pytest.approx(hz[32] * warp)  # 1 kHz: below the boundary
+
+
+def test_vtlp_draws_rounded_warps_and_nothing_when_off() -> None:
+    rng = np.random.default_rng(0)
+    warps = {vtlp_warp(AugmentConfig(vtlp=0.1), rng) for _ in range(200)}
+    assert min(warps) >= 0.9 - 1e-9 and max(warps) <= 1.1 + 1e-9 and len(warps) > 10
+    assert all(abs(w * 100 - round(w * 100)) < 1e-6 for w in warps)
+    state = rng.bit_generator.state
+    assert vtlp_warp(AugmentConfig(), rng) == 1.0
+    assert rng.bit_generator.state == state  # recipes without VTLP keep their random stream
