@@ -120,3 +120,22 @@ def test_missing_engine_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip() == "espeak-ng not found: run tools/setup_system.sh"
     assert not (tmp_path / "out").exists()
+
+
+def test_cross_sets_speak_one_splits_sentences_with_anothers_speakers(corpus: Path) -> None:
+    result = run_generator(corpus, "--cross_utterances=2")
+    assert result.returncode == 0, result.stderr
+    assert "corpus up to date" in result.stdout
+    speaker_split = {row["speaker_id"]: row["split"] for row in speaker_rows(corpus)}
+    for name, text_split, voice_split in (
+        ("train_sentences_train_speakers", "train", "train"),
+        ("test_sentences_train_speakers", "test", "train"),
+        ("train_sentences_test_speakers", "train", "test"),
+    ):
+        entries = transcripts(corpus, f"cross/{name}")
+        assert len(entries) == 2
+        assert set(entries.values()) <= set(transcripts(corpus, text_split).values())
+        for flac in entries:
+            assert speaker_split[flac.parent.parent.name] == voice_split
+            audio, rate = sf.read(flac, dtype="float32")
+            assert rate == SAMPLE_RATE and np.sqrt(np.mean(audio**2)) > MIN_RMS

@@ -51,6 +51,13 @@ flags.DEFINE_float("min_snr_db", 10.0, "Lowest SNR of added noise.")
 flags.DEFINE_float("max_snr_db", 30.0, "Highest SNR of added noise.")
 flags.DEFINE_float("max_gain_db", 6.0, "Random gain in [-max_gain_db, +max_gain_db] for every utterance.")
 flags.DEFINE_integer("jobs", 2, "Worker processes.")
+flags.DEFINE_integer(
+    "cross_utterances",
+    0,
+    "Also render diagnostic sets under <output_dir>/cross/, this many utterances each: training "
+    "sentences spoken by training speakers and by test speakers, and test sentences spoken by "
+    "training speakers (0: none).",
+)
 
 SPLITS = ("train", "dev", "test")
 PARAM_FLAGS = (  # flags that determine the corpus content
@@ -128,6 +135,15 @@ FLITE_DEFAULT_F0_HZ = (90.0, 145.0)
 NOISE_KINDS = ("white", "brown")
 FIRST_SPEAKER_ID = {"train": 1000, "dev": 5000, "test": 7000}
 FIRST_CHAPTER_ID = 10000
+# Diagnostic sets that split the dev/test gap into unseen sentences and unseen voices:
+# name -> (split whose sentences are spoken, split whose speakers speak them).
+CROSS_DIR = "cross"
+CROSS_SETS = {
+    "train_sentences_train_speakers": ("train", "train"),
+    "test_sentences_train_speakers": ("test", "train"),
+    "train_sentences_test_speakers": ("train", "test"),
+}
+CROSS_CHAPTER_ID = 1
 UTTERANCES_PER_CHAPTER = 50
 
 # Audio.
@@ -481,7 +497,7 @@ def is_up_to_date(output_dir: Path, params: dict) -> bool:
 def prepare_output_dir(output_dir: Path, params: dict) -> None:
     """Clears output of a run with other parameters and records `params` for the next run."""
     previous = read_json(output_dir / PARAMS_FILE)
-    existing = [output_dir / split for split in SPLITS if (output_dir / split).exists()]
+    existing = [output_dir / d for d in (*SPLITS, CROSS_DIR) if (output_dir / d).exists()]
     if previous is None and existing:
         raise app.UsageError(f"{output_dir} has corpus directories but no {PARAMS_FILE}; remove them first")
     if previous is not None and previous != params:
@@ -495,7 +511,7 @@ def prepare_output_dir(output_dir: Path, params: dict) -> None:
 
 def remove_temporary_files(output_dir: Path) -> None:
     """Deletes leftovers of a killed run."""
-    for split in SPLITS:
+    for split in (*SPLITS, CROSS_DIR):
         for path in (output_dir / split).rglob(f"*{TMP_SUFFIX}"):
             path.unlink()
 
@@ -515,10 +531,26 @@ def write_transcripts(output_dir: Path, utterances: Iterable[Utterance]) -> None
     for utt in utterances:
         chapters[utt.relative_dir].append(f"{utt.utt_id} {normalize(utt.text).upper()}")
     for relative_dir, lines in chapters.items():
-        speaker_id, chapter_id = relative_dir.parts[1:]
+        speaker_id, chapter_id = relative_dir.parts[-2:]
         atomic.write_text(
             output_dir / relative_dir / f"{speaker_id}-{chapter_id}.trans.txt", "\n".join(lines) + "\n"
         )
+
+
+def plan_cross_sets(
+    utterances: list[Utterance], speakers: list[Speaker], count: int, seed: int
+) -> list[Utterance]:
+    """`count` seeded sentences of one split, each spoken by a random speaker of another (CROSS_SETS)."""
+    planned = []
+    for name, (text_split, speaker_split) in CROSS_SETS.items():
+        rng = random.Random(f"{seed}-cross-{name}")
+        texts = [u.text for u in utterances if u.speaker.split == text_split]
+        pool = [s for s in speakers if s.split == speaker_split]
+        for index, text in enumerate(rng.sample(texts, min(count, len(texts)))):
+            speaker = dataclasses.replace(rng.choice(pool), split=f"{CROSS_DIR}/{name}")
+            utt_id = f"{speaker.speaker_id}-{CROSS_CHAPTER_ID}-{index:04d}"
+            planned.append(Utterance(utt_id, speaker, CROSS_CHAPTER_ID, text))
+    return planned
 
 
 # ---------------------------------------------------------------- driver
@@ -612,35 +644,44 @@ def check_tools() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    """Generates the corpus, or reports that it is up to date."""
+    """Generates the corpus (and the cross sets asked for), or reports that it is up to date."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     start = time.monotonic()
     output_dir, seed, params = Path(FLAGS.output_dir), FLAGS.seed, generation_params()
-    if is_up_to_date(output_dir, params):
+    up_to_date = is_up_to_date(output_dir, params)
+    if up_to_date:
         print("corpus up to date")
-        return
+        if not FLAGS.cross_utterances:
+            return
     check_tools()
-    prepare_output_dir(output_dir, params)
     sentences = load_sentences(Path(FLAGS.fortunes_dir))
     print(f"found {len(sentences)} unique sentences")
     if len(sentences) <= FLAGS.num_dev_sentences + FLAGS.num_test_sentences:
         raise app.UsageError("not enough sentences for the requested dev/test sizes")
     voice_pool = build_voice_pool()
     speakers, utterances = plan_corpus(split_sentence_sets(sentences, seed), voice_pool, seed)
-    remove_temporary_files(output_dir)
-    results = render_all(output_dir, utterances, seed)
-    write_speakers(output_dir, speakers)
-    write_transcripts(output_dir, (u for u in utterances if results[u.utt_id][0] in ("ok", "cached")))
-    summary = summarize(utterances, results, time.monotonic() - start)
-    stamp = {
-        "params": params,
-        "voice_pool": voice_pool,
-        "num_sentences": len(sentences),
-        "sentences_sha1": hashlib.sha1("\n".join(sentences).encode()).hexdigest(),
-        "summary": summary,
-    }
-    atomic.write_text(output_dir / STAMP_FILE, json.dumps(stamp, indent=1, sort_keys=True))
+    if not up_to_date:
+        prepare_output_dir(output_dir, params)
+        remove_temporary_files(output_dir)
+        results = render_all(output_dir, utterances, seed)
+        write_speakers(output_dir, speakers)
+        write_transcripts(output_dir, (u for u in utterances if results[u.utt_id][0] in ("ok", "cached")))
+        summary = summarize(utterances, results, time.monotonic() - start)
+        stamp = {
+            "params": params,
+            "voice_pool": voice_pool,
+            "num_sentences": len(sentences),
+            "sentences_sha1": hashlib.sha1("\n".join(sentences).encode()).hexdigest(),
+            "summary": summary,
+        }
+        atomic.write_text(output_dir / STAMP_FILE, json.dumps(stamp, indent=1, sort_keys=True))
+    if FLAGS.cross_utterances:
+        remove_temporary_files(output_dir)
+        cross = plan_cross_sets(utterances, speakers, FLAGS.cross_utterances, seed)
+        results = render_all(output_dir, cross, seed)
+        write_transcripts(output_dir, (u for u in cross if results[u.utt_id][0] in ("ok", "cached")))
+        print(f"cross sets: {', '.join(str(output_dir / CROSS_DIR / name) for name in CROSS_SETS)}")
 
 
 if __name__ == "__main__":
