@@ -1,0 +1,161 @@
+"""Synthetic speakers: espeak-ng and flite voices, their held-out combinations and prosody."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from rnnt.demo_corpus.config import DemoCorpusError
+
+log = logging.getLogger(__name__)
+
+# Voices. A variant "" means the voice's own default.
+_ESPEAK_VOICE_NAMES = "en-us en-gb en-gb-scotland en-gb-x-rp en-gb-x-gbclan en-gb-x-gbcwmd en-029 en-us-nyc"
+# Natural-sounding variants only (no whisper, robot, demonic or announcer effects).
+_ESPEAK_VARIANT_NAMES = """m1 m2 m3 m4 m5 m6 m7 m8 f1 f2 f3 f4 f5 klatt klatt2 klatt3 klatt4 klatt5 klatt6
+    adam Alex Alicia Andrea Andy Annie aunty belinda benjamin boris caleb david ed edward edward2 Gene Gene2
+    grandma grandpa gustave iven iven2 iven3 iven4 Jacky john Lee linda max Michael Mike norbert paul quincy
+    rob robert shelby steph steph2 steph3 travis victor zac"""
+ESPEAK_VOICES = tuple(_ESPEAK_VOICE_NAMES.split())
+ESPEAK_VARIANTS = ("", *_ESPEAK_VARIANT_NAMES.split())
+FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+# One male flite voice is held out for dev and test. Never kal (kal and kal16 are one voice:
+# never split them) and never slt: it is flite's only female voice, so without it training has
+# no female flite speech and the held-out slt speakers scored 91% WER (generator version 1).
+FLITE_HOLDOUT_CANDIDATES = ("awb", "rms")
+PROBE_TEXT = "This is a test."
+HOLDOUT_FRACTION = 0.15  # of espeak (voice, variant) combinations, reserved for dev and test
+FLITE_SPEAKER_FRACTION = 0.25
+ESPEAK_SPEED_WPM = (130, 210)
+ESPEAK_PITCH = (25, 75)
+FLITE_DURATION_STRETCH = (0.8, 1.25)
+FLITE_F0_HZ = {"slt": (140.0, 200.0)}
+FLITE_DEFAULT_F0_HZ = (90.0, 145.0)
+NOISE_KINDS = ("white", "brown")
+FIRST_SPEAKER_ID = {"train": 1000, "dev": 5000, "test": 7000}
+SYNTH_TIMEOUT_S = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class Speaker:
+    """A synthetic speaker: one TTS voice with fixed rate, pitch and noise environment."""
+
+    speaker_id: int
+    split: str
+    engine: str
+    voice: str
+    variant: str
+    rate: float  # espeak words per minute, or flite duration stretch
+    pitch: float  # espeak pitch 0-99, or flite mean F0 in Hz
+    noise_kind: str
+
+
+def synthesize(
+    engine: str, voice: str, variant: str, rate: float, pitch: float, text_file: Path, wav: Path
+) -> None:
+    """Runs one TTS engine on a text file; raises on failure."""
+    if engine == "espeak-ng":
+        name = f"{voice}+{variant}" if variant else voice
+        cmd = ["espeak-ng", "-v", name, "-s", str(round(rate)), "-p", str(round(pitch)), "-f", str(text_file)]
+        cmd += ["-w", str(wav)]
+    else:
+        cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={rate:.3f}"]
+        cmd += ["--setf", f"int_f0_target_mean={pitch:.1f}", "-f", str(text_file), "-o", str(wav)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=SYNTH_TIMEOUT_S)
+
+
+def probe(voice: str, variant: str) -> bytes:
+    """Audio bytes espeak-ng produces for a short phrase (empty on failure)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        text_file, wav = Path(tmp, "text.txt"), Path(tmp, "out.wav")
+        text_file.write_text(PROBE_TEXT)
+        try:
+            synthesize(
+                "espeak-ng", voice, variant, sum(ESPEAK_SPEED_WPM) / 2, sum(ESPEAK_PITCH) / 2, text_file, wav
+            )
+            data, _ = sf.read(wav, dtype="float32")
+        except (subprocess.SubprocessError, OSError, RuntimeError):
+            return b""
+        return data.tobytes() if data.size and np.abs(data).max() > 0 else b""
+
+
+def working_espeak_voices() -> tuple[list[str], list[str]]:
+    """Voices that speak, and variants that audibly change the default voice (espeak ignores unknown ones)."""
+    voices = [v for v in ESPEAK_VOICES if probe(v, "")]
+    if not voices:
+        return [], []
+    reference = probe(voices[0], "")
+    variants = [""] + [v for v in ESPEAK_VARIANTS if v and probe(voices[0], v) not in (b"", reference)]
+    return voices, variants
+
+
+def working_flite_voices() -> list[str]:
+    """Flite voices compiled into the installed flite binary."""
+    listing = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=False).stdout
+    available = set(listing.split(":", 1)[-1].split())
+    return [v for v in FLITE_VOICES if v in available]
+
+
+def build_voice_pool() -> dict[str, list[str]]:
+    """The configured voices and variants that work here; reports the others."""
+    espeak_voices, espeak_variants = working_espeak_voices()
+    flite_voices = working_flite_voices()
+    unusable = [v for v in ESPEAK_VOICES if v not in espeak_voices]
+    unusable += [f"+{v}" for v in ESPEAK_VARIANTS if v not in espeak_variants]
+    unusable += [f"flite:{v}" for v in FLITE_VOICES if v not in flite_voices]
+    if unusable:
+        log.warning("unusable voices skipped: %s", " ".join(unusable))
+    if not espeak_voices:
+        raise DemoCorpusError("no espeak-ng English voice works")
+    return {"espeak_voices": espeak_voices, "espeak_variants": espeak_variants, "flite_voices": flite_voices}
+
+
+def split_combinations(
+    espeak_voices: list[str], espeak_variants: list[str], flite_voices: list[str], seed: int
+) -> dict[str, list[tuple[str, str, str]]]:
+    """(engine, voice, variant) combinations per split; dev and test get unseen ones."""
+    rng = random.Random(f"{seed}-combinations")
+    espeak = [("espeak-ng", v, var) for v in espeak_voices for var in espeak_variants]
+    rng.shuffle(espeak)
+    num_held = max(2, round(HOLDOUT_FRACTION * len(espeak)))
+    held_flite = rng.choice([v for v in FLITE_HOLDOUT_CANDIDATES if v in flite_voices] or [None])
+    flite_train = [("flite", v, "") for v in flite_voices if v != held_flite]
+    flite_held = [("flite", held_flite, "")] if held_flite else []
+    return {
+        "train": espeak[num_held:] + flite_train,
+        "dev": espeak[: num_held // 2] + flite_held,
+        "test": espeak[num_held // 2 : num_held] + flite_held,
+    }
+
+
+def make_speakers(split: str, combinations: list[tuple], count: int, seed: int) -> list[Speaker]:
+    """`count` speakers cycling through the split's shuffled combinations, with random prosody."""
+    rng = random.Random(f"{seed}-speakers-{split}")
+    espeak = [c for c in combinations if c[0] == "espeak-ng"]
+    flite = [c for c in combinations if c[0] == "flite"]
+    rng.shuffle(espeak)
+    num_flite = round(FLITE_SPEAKER_FRACTION * count) if flite else 0
+    chosen = [flite[i % len(flite)] for i in range(num_flite)]
+    chosen += [espeak[i % len(espeak)] for i in range(count - num_flite)]
+    speakers = []
+    for index, (engine, voice, variant) in enumerate(chosen):
+        if engine == "espeak-ng":
+            rate, pitch = rng.uniform(*ESPEAK_SPEED_WPM), rng.uniform(*ESPEAK_PITCH)
+        else:
+            rate, pitch = (
+                rng.uniform(*FLITE_DURATION_STRETCH),
+                rng.uniform(*FLITE_F0_HZ.get(voice, FLITE_DEFAULT_F0_HZ)),
+            )
+        speaker_id = FIRST_SPEAKER_ID[split] + index
+        noise_kind = rng.choice(NOISE_KINDS)
+        speakers.append(
+            Speaker(speaker_id, split, engine, voice, variant, round(rate, 3), round(pitch, 1), noise_kind)
+        )
+    return speakers
