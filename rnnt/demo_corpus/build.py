@@ -88,7 +88,7 @@ def prepare_output_dir(output_dir: Path, params: dict) -> None:
 
 
 def remove_temporary_files(output_dir: Path) -> None:
-    """Deletes leftovers of a killed run."""
+    """Deletes leftovers of a killed run, in the corpus and in the cross sets."""
     for split in (*SPLITS, CROSS_DIR):
         for path in (output_dir / split).rglob(f"*{TMP_SUFFIX}"):
             path.unlink()
@@ -150,6 +150,7 @@ def build_demo_corpus(
     if up_to_date and not cross_utterances:
         return BuildReport(up_to_date=True)
     check_tools()
+    remove_temporary_files(output_dir)
     sentences = load_sentences(Path(config.fortunes_dir))
     if len(sentences) <= config.num_dev_sentences + config.num_test_sentences:
         raise DemoCorpusError(f"{len(sentences)} sentences are not enough for the requested dev/test sizes")
@@ -161,7 +162,6 @@ def build_demo_corpus(
     summary = {}
     if not up_to_date:
         prepare_output_dir(output_dir, params)
-        remove_temporary_files(output_dir)
         results = render_all(output_dir, utterances, config, workers)
         write_speakers(output_dir, speakers, config)
         write_transcripts(output_dir, (u for u in utterances if results[u.utt_id][0] in KEPT))
@@ -176,7 +176,6 @@ def build_demo_corpus(
         atomic.write_text(output_dir / STAMP_FILE, json.dumps(stamp, indent=1, sort_keys=True))
     cross_dirs: tuple[Path, ...] = ()
     if cross_utterances:
-        remove_temporary_files(output_dir)
         cross = plan_cross_sets(utterances, speakers, cross_utterances, config.seed)
         results = render_all(output_dir, cross, config, workers)
         write_transcripts(output_dir, (u for u in cross if results[u.utt_id][0] in KEPT))
