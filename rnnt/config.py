@@ -16,9 +16,12 @@ BLANK_ID = 0  # The transducer blank; also the predictor's start-of-sequence inp
 UNK_ID = 1  # The tokenizer's unknown piece.
 
 
-def _f(default: Any, help: str) -> Any:
-    """A dataclass field with a help text (the absl flag's help)."""
+def described(default: Any, help: str) -> Any:
+    """A dataclass field with a help text (the absl flag's help; `rnnt.config_flags`)."""
     return field(default=default, metadata={"help": help})
+
+
+_f = described
 
 
 def _derived(default: Any, help: str) -> Any:

@@ -7,8 +7,6 @@ other flagfiles. Scripts import this module and call `run_config_from_flags()` e
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,31 +26,13 @@ from rnnt.config import (
     TrainConfig,
     replace,
 )
+from rnnt.config_flags import config_from_holders, define_config_flags
 
 FLAGS = flags.FLAGS
 C = TypeVar("C")
 
-_DEFINERS: dict[type, Callable[..., Any]] = {
-    bool: flags.DEFINE_bool,
-    int: flags.DEFINE_integer,
-    float: flags.DEFINE_float,
-    str: flags.DEFINE_string,
-}
-_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
-
-
-def _define_config_flags(cls: type) -> dict[str, flags.FlagHolder[Any]]:
-    holders = {}
-    for field in dataclasses.fields(cls):
-        if not field.metadata.get("flag", True):
-            continue
-        kind = _TYPES[field.type] if isinstance(field.type, str) else field.type
-        holders[field.name] = _DEFINERS[kind](field.name, field.default, field.metadata["help"])
-    return holders
-
-
 CONFIG_FLAGS: dict[type, dict[str, flags.FlagHolder[Any]]] = {
-    cls: _define_config_flags(cls) for cls in ALL_CONFIGS
+    cls: define_config_flags(cls) for cls in ALL_CONFIGS
 }
 
 
@@ -64,7 +44,7 @@ def config_from_flags(cls: type[C], base: C | None = None) -> C:
     """
     holders = CONFIG_FLAGS[cls]
     if base is None:
-        return cls(**{name: holder.value for name, holder in holders.items()})
+        return config_from_holders(cls, holders)
     return replace(base, **{name: holder.value for name, holder in holders.items() if holder.present})
 
 

@@ -8,7 +8,6 @@ alone; an interrupted run renders only the missing audio files.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,30 +19,12 @@ try:
 except ImportError:  # run as a script from a checkout where the package is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from rnnt import cli
+from rnnt.config_flags import config_from_holders, define_config_flags
 from rnnt.demo_corpus import DemoCorpusConfig, DemoCorpusError, build_demo_corpus
 
 FLAGS = flags.FLAGS
-_DEFAULTS = DemoCorpusConfig()
+CORPUS_FLAGS = define_config_flags(DemoCorpusConfig)
 flags.DEFINE_string("output_dir", "datasets/demo", "Corpus root (LibriSpeech layout below it).")
-flags.DEFINE_string("fortunes_dir", _DEFAULTS.fortunes_dir, "Directory with fortune text files.")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed for every random choice.")
-flags.DEFINE_integer("num_dev_sentences", _DEFAULTS.num_dev_sentences, "Sentences held out for dev.")
-flags.DEFINE_integer("num_test_sentences", _DEFAULTS.num_test_sentences, "Sentences held out for test.")
-flags.DEFINE_integer("num_train_speakers", _DEFAULTS.num_train_speakers, "Synthetic train speakers.")
-flags.DEFINE_integer("num_dev_speakers", _DEFAULTS.num_dev_speakers, "Synthetic dev speakers.")
-flags.DEFINE_integer("num_test_speakers", _DEFAULTS.num_test_speakers, "Synthetic test speakers.")
-flags.DEFINE_integer(
-    "renderings", _DEFAULTS.renderings, "Renderings of each train sentence by different speakers."
-)
-flags.DEFINE_integer(
-    "max_train_utterances", _DEFAULTS.max_train_utterances, "Cap on train utterances (0 = no cap)."
-)
-flags.DEFINE_float("noise_prob", _DEFAULTS.noise_prob, "Probability that an utterance gets additive noise.")
-flags.DEFINE_float("min_snr_db", _DEFAULTS.min_snr_db, "Lowest SNR of added noise.")
-flags.DEFINE_float("max_snr_db", _DEFAULTS.max_snr_db, "Highest SNR of added noise.")
-flags.DEFINE_float(
-    "max_gain_db", _DEFAULTS.max_gain_db, "Random gain in [-max_gain_db, +max_gain_db] for every utterance."
-)
 flags.DEFINE_integer("jobs", 2, "Worker processes.")
 flags.DEFINE_integer(
     "cross_utterances",
@@ -58,7 +39,7 @@ def main(argv: Sequence[str]) -> None:
     """Builds the corpus (and the cross sets asked for), or reports that it is up to date."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = DemoCorpusConfig(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(DemoCorpusConfig)})
+    config = config_from_holders(DemoCorpusConfig, CORPUS_FLAGS)
     try:
         report = build_demo_corpus(config, Path(FLAGS.output_dir), FLAGS.jobs, FLAGS.cross_utterances)
     except DemoCorpusError as error:
