@@ -141,7 +141,7 @@ class TrainConfig:
     plateau_patience: int = _f(2, "plateau: evaluations without improvement before decay")
     min_lr: float = _f(1e-5, "floor of every schedule")
     grad_clip: float = _f(5.0, "clip the global gradient norm to this (0: off)")
-    amp: str = _f("none", "mixed precision: none, bf16 or fp16")
+    amp: str = _f("none", "mixed precision: none, bf16, fp16, or auto (bf16 where computed natively)")
     loss_normalization: str = _f("utterance", "divide the summed loss by utterances or tokens")
     ctc_weight: float = _f(0.0, "weight of the auxiliary CTC loss (needs --ctc_head)")
     eval_every: int = _f(500, "dev evaluation every N steps")

@@ -21,7 +21,7 @@ from rnnt.data import UtteranceDataset, collate
 from rnnt.evaluation import evaluate
 from rnnt.loss import rnnt_loss
 from rnnt.runtimes.pytorch import TorchRuntime
-from rnnt.training import Trainer
+from rnnt.training import Trainer, resolve_amp
 
 from .conftest import REPO, tiny_run_config
 
@@ -169,3 +169,17 @@ def test_reduced_rnnt_loss_equals_torchaudio_over_the_full_vocabulary() -> None:
     (reduced_grad,) = torch.autograd.grad(reduced.sum(), logits)
     torch.testing.assert_close(reduced, full)
     torch.testing.assert_close(reduced_grad, full_grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_is_bf16_only_where_the_cpu_computes_it_natively(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    cpu = torch.device("cpu")
+    assert resolve_amp("auto", cpu) == ("bf16" if native else "none")
+    assert resolve_amp("bf16", cpu) == "bf16"  # asked for explicitly: kept, even if emulated
+    assert resolve_amp("none", cpu) == "none"
+    with pytest.raises(ValueError, match="unknown amp"):
+        resolve_amp("fp8", cpu)
