@@ -12,6 +12,8 @@ from rnnt.config import AugmentConfig, FeatureConfig
 INT16_SCALE = 32768.0  # dither amplitudes are given on the int16 sample scale
 SPEED_RATIO_DENOMINATOR = 100  # speeds are rounded to ratios p/q with q <= this (cheap polyphase filters)
 VTLP_STEP = 0.01  # warps are rounded to this, so the few warped filterbanks stay cached
+EQ_POINTS = 5  # control points of the random frequency response, evenly spaced over the mel bins
+NEPER_PER_DB = np.log(10.0) / 10.0  # a power ratio of x dB is x * this in natural-log features
 
 
 def augment_samples(samples: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
@@ -47,15 +49,32 @@ def vtlp_warp(config: AugmentConfig, rng: np.random.Generator) -> float:
     return round(rng.uniform(1.0 - config.vtlp, 1.0 + config.vtlp) / VTLP_STEP) * VTLP_STEP
 
 
+def random_eq(config: AugmentConfig, num_bins: int, rng: np.random.Generator) -> np.ndarray:
+    """A random frequency response (num_bins,), in log-power units: piecewise linear through
+    EQ_POINTS gains drawn in [-eq_db, +eq_db] dB, evenly spaced over the mel bins.
+
+    It imitates what tells voices apart besides pitch and formant positions: spectral tilt and
+    broad resonances, as espeak-ng's own variants set them (their `tone` attribute is such a
+    piecewise-linear response). Zeros when off, drawing nothing.
+    """
+    if config.eq_db <= 0:
+        return np.zeros(num_bins, dtype=np.float32)
+    gains = rng.uniform(-config.eq_db, config.eq_db, EQ_POINTS) * NEPER_PER_DB
+    curve = np.interp(np.arange(num_bins), np.linspace(0, num_bins - 1, EQ_POINTS), gains)
+    return curve.astype(np.float32)
+
+
 def augment_features(
     features: np.ndarray, config: AugmentConfig, feature_config: FeatureConfig, rng: np.random.Generator
 ) -> np.ndarray:
-    """SpecAugment (Park et al. 2019) on stacked frames (T, D): time and frequency masks.
+    """Random EQ (`random_eq`), then SpecAugment (Park et al. 2019) time and frequency masks,
+    on stacked frames (T, D).
 
-    A frequency mask blanks the same mel bins in every stacked sub-frame; masked values are
-    set to the utterance mean, which LayerNorm input normalisation treats as neutral.
+    The EQ and a frequency mask act on the same mel bins of every stacked sub-frame; masked
+    values are set to the utterance mean, which LayerNorm input normalisation treats as neutral.
     """
-    out = features.copy()
+    bins = feature_config.num_mel_bins
+    out = features + np.tile(random_eq(config, bins, rng), feature_config.stack_frames)
     fill = float(out.mean()) if out.size else 0.0
     frames = len(out)
     widest = min(config.time_mask_frames, int(config.time_mask_max_ratio * frames))
@@ -63,7 +82,6 @@ def augment_features(
         width = int(rng.integers(0, widest + 1))
         start = int(rng.integers(0, frames - width + 1))
         out[start : start + width] = fill
-    bins = feature_config.num_mel_bins
     view = out.reshape(frames, feature_config.stack_frames, bins)
     for _ in range(config.freq_masks):
         width = int(rng.integers(0, min(config.freq_mask_bins, bins) + 1))

@@ -113,6 +113,7 @@ class AugmentConfig:
     gain_db: float = _f(0.0, "random gain in [-gain_db, +gain_db], dB")
     speed_perturb: float = _f(0.0, "play each utterance at 1-x, 1 or 1+x times its speed (0: off)")
     vtlp: float = _f(0.0, "warp each utterance's frequency axis by a factor in [1-x, 1+x] (VTLP; 0: off)")
+    eq_db: float = _f(0.0, "random smooth frequency response per utterance, within +-x dB (0: off)")
     dither: float = _f(0.0, "dither amplitude added to samples (int16 scale)")
 
 

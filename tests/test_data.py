@@ -12,7 +12,7 @@ import pytest
 import soundfile
 import torch
 
-from rnnt.augment import augment_samples, change_speed, vtlp_warp
+from rnnt.augment import EQ_POINTS, NEPER_PER_DB, augment_features, augment_samples, change_speed, vtlp_warp
 from rnnt.config import AugmentConfig, DataConfig, FeatureConfig, TokenizerConfig
 from rnnt.corpus import (
     DataError,
@@ -331,3 +331,41 @@ def test_vtlp_draws_rounded_warps_and_nothing_when_off() -> None:
     state = rng.bit_generator.state
     assert vtlp_warp(AugmentConfig(), rng) == 1.0
     assert rng.bit_generator.state == state  # recipes without VTLP keep their random stream
+
+
+def test_a_flat_random_eq_is_a_gain_change() -> None:
+    """Checks the dB -> log-power units: +3 dB at every control point equals a louder signal."""
+
+    class FlatRng:
+        def uniform(self, low: float, high: float, size: int) -> np.ndarray:
+            return np.full(size, 3.0)
+
+    config = FeatureConfig(stack_frames=2)
+    samples = np.random.default_rng(0).uniform(-0.3, 0.3, config.sample_rate).astype(np.float32)
+    no_masks = AugmentConfig(eq_db=6.0, time_masks=0, freq_masks=0)
+    equalised = augment_features(compute_features(samples, config), no_masks, config, FlatRng())  # type: ignore[arg-type]
+    louder = compute_features(samples * np.float32(10 ** (3.0 / 20)), config)
+    np.testing.assert_allclose(equalised, louder, atol=1e-4)
+
+
+def test_random_eq_is_one_smooth_bounded_response_and_draws_nothing_when_off() -> None:
+    config = FeatureConfig(stack_frames=3)
+    features = np.random.default_rng(1).normal(size=(40, 3 * config.num_mel_bins)).astype(np.float32)
+    rng = np.random.default_rng(2)
+    eq = AugmentConfig(eq_db=6.0, time_masks=0, freq_masks=0)
+    responses = {
+        augment_features(features, eq, config, rng).tobytes() for _ in range(3)
+    }  # a new response per call
+    assert len(responses) == 3
+    delta = augment_features(features, eq, config, rng) - features
+    np.testing.assert_allclose(delta, np.broadcast_to(delta[0], delta.shape), atol=1e-6)  # every frame
+    per_sub_frame = delta[0].reshape(3, config.num_mel_bins)
+    np.testing.assert_allclose(per_sub_frame, per_sub_frame[[0, 0, 0]], atol=1e-6)  # every sub-frame
+    curve = per_sub_frame[0]
+    assert np.abs(curve).max() <= 6.0 * NEPER_PER_DB + 1e-6 and np.ptp(curve) > 0.1
+    bends = np.flatnonzero(np.abs(np.diff(curve, 2)) > 1e-5) + 1  # piecewise linear: bends only
+    assert len(bends) <= 2 * (EQ_POINTS - 2)  # beside the inner control points
+    state = rng.bit_generator.state
+    off = AugmentConfig(time_masks=0, freq_masks=0)
+    assert np.array_equal(augment_features(features, off, config, rng), features)
+    assert rng.bit_generator.state == state  # recipes without EQ keep their random stream
