@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
+import platform
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -118,6 +120,24 @@ def native_bf16(device: torch.device) -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+def describe_device(device: torch.device) -> str:
+    """The hardware a run's speed depends on, for its log (hosts differ between runs)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next(
+        (line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")),
+        platform.processor() or "unknown CPU",
+    )
+    return f"{model}, {os.cpu_count()} logical cores"
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux
+        return ""
+
+
 def resolve_amp(amp: str, device: torch.device) -> str:
     """The precision `--amp` asks for: `auto` is bf16 where `native_bf16`, else none (fp32)."""
     if amp not in ("auto", "none", *AMP_DTYPES):
@@ -147,6 +167,7 @@ class Trainer:
             norm.set_stats(torch.from_numpy(mean).float(), torch.from_numpy(std).float())
         self.model.to(self.device)
         self.amp = resolve_amp(self.config.train.amp, self.device)
+        log.info("device: %s; native bf16: %s", describe_device(self.device), native_bf16(self.device))
         self.train_utterances = train_utterances
         self.dev_utterances = dev_corpus(self.config)
         self.optimizer = make_optimizer(self.model, self.config.train)
