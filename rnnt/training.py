@@ -124,18 +124,8 @@ def describe_device(device: torch.device) -> str:
     """The hardware a run's speed depends on, for its log (hosts differ between runs)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = next(
-        (line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")),
-        platform.processor() or "unknown CPU",
-    )
-    return f"{model}, {os.cpu_count()} logical cores"
-
-
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux
-        return ""
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{platform.machine()} CPU ({capability}), {os.cpu_count()} logical cores"
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
