@@ -21,9 +21,6 @@ def described(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
-_f = described
-
-
 def _derived(default: Any, help: str) -> Any:
     """A field set from other components (tokenizer, features), not by a flag."""
     return field(default=default, metadata={"help": help, "flag": False})
@@ -33,14 +30,14 @@ def _derived(default: Any, help: str) -> Any:
 class FeatureConfig:
     """Audio -> stacked log-mel frames. Defaults are the reference's features."""
 
-    sample_rate: int = _f(16000, "audio sample rate the model expects, Hz")
-    feature_kind: str = _f("logmel", "logmel (reference: Hann, natural log) or kaldi_fbank")
-    num_mel_bins: int = _f(80, "mel filterbank channels")
-    n_fft: int = _f(512, "FFT size, samples")
-    win_length: int = _f(400, "analysis window, samples")
-    hop_length: int = _f(160, "frame shift, samples")
-    preemphasis: float = _f(0.97, "pre-emphasis coefficient, applied within each frame")
-    stack_frames: int = _f(3, "consecutive frames concatenated into one model frame")
+    sample_rate: int = described(16000, "audio sample rate the model expects, Hz")
+    feature_kind: str = described("logmel", "logmel (reference: Hann, natural log) or kaldi_fbank")
+    num_mel_bins: int = described(80, "mel filterbank channels")
+    n_fft: int = described(512, "FFT size, samples")
+    win_length: int = described(400, "analysis window, samples")
+    hop_length: int = described(160, "frame shift, samples")
+    preemphasis: float = described(0.97, "pre-emphasis coefficient, applied within each frame")
+    stack_frames: int = described(3, "consecutive frames concatenated into one model frame")
 
     @property
     def feature_dim(self) -> int:
@@ -61,8 +58,8 @@ class FeatureConfig:
 class TokenizerConfig:
     """Sentencepiece model trained on the training transcripts."""
 
-    tokenizer_kind: str = _f("bpe", "bpe or char (sentencepiece model types)")
-    vocab_size: int = _f(256, "pieces including <blk> and <unk> (ignored for char)")
+    tokenizer_kind: str = described("bpe", "bpe or char (sentencepiece model types)")
+    vocab_size: int = described(256, "pieces including <blk> and <unk> (ignored for char)")
 
 
 @dataclass(frozen=True)
@@ -71,97 +68,101 @@ class ModelConfig:
 
     vocab_size: int = _derived(256, "output classes including blank (set from the tokenizer)")
     input_dim: int = _derived(240, "model frame width (set from the features)")
-    input_norm: str = _f("layernorm", "per-frame layernorm (reference) or global mean/std")
-    encoder_layers: int = _f(4, "stacked unidirectional LSTM layers")
-    encoder_hidden: int = _f(256, "encoder LSTM width")
-    encoder_output: int = _f(256, "encoder Linear projection width")
-    encoder_dropout: float = _f(0.0, "dropout between encoder layers (training only)")
-    time_reduction: int = _f(2, "frames averaged by the time reduction (1 disables it)")
-    reduction_after: int = _f(2, "encoder layer after which time is reduced")
-    predictor_embed: int = _f(256, "predictor token embedding width")
-    predictor_layers: int = _f(1, "predictor LSTM layers")
-    predictor_hidden: int = _f(256, "predictor LSTM width")
-    predictor_output: int = _f(256, "predictor Linear projection width")
-    predictor_dropout: float = _f(0.0, "dropout on predictor embeddings and outputs")
-    joint_dim: int = _f(256, "joint network hidden width")
-    ctc_head: bool = _f(False, "add a CTC head on the encoder (auxiliary loss)")
+    input_norm: str = described("layernorm", "per-frame layernorm (reference) or global mean/std")
+    encoder_layers: int = described(4, "stacked unidirectional LSTM layers")
+    encoder_hidden: int = described(256, "encoder LSTM width")
+    encoder_output: int = described(256, "encoder Linear projection width")
+    encoder_dropout: float = described(0.0, "dropout between encoder layers (training only)")
+    time_reduction: int = described(2, "frames averaged by the time reduction (1 disables it)")
+    reduction_after: int = described(2, "encoder layer after which time is reduced")
+    predictor_embed: int = described(256, "predictor token embedding width")
+    predictor_layers: int = described(1, "predictor LSTM layers")
+    predictor_hidden: int = described(256, "predictor LSTM width")
+    predictor_output: int = described(256, "predictor Linear projection width")
+    predictor_dropout: float = described(0.0, "dropout on predictor embeddings and outputs")
+    joint_dim: int = described(256, "joint network hidden width")
+    ctc_head: bool = described(False, "add a CTC head on the encoder (auxiliary loss)")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where utterances come from and which are kept."""
 
-    train_manifests: str = _f("", "comma list of PATH[:WEIGHT]: JSONL manifests or LibriSpeech dirs")
-    dev_manifest: str = _f("", "JSONL manifest or LibriSpeech dir for dev evaluation")
-    test_manifest: str = _f("", "JSONL manifest or LibriSpeech dir for --mode=eval")
-    max_duration: float = _f(14.0, "longest training utterance kept, seconds")
-    min_duration: float = _f(0.3, "shortest training utterance kept, seconds")
-    dev_max_utterances: int = _f(0, "evaluate on the first N dev utterances (0: all)")
+    train_manifests: str = described("", "comma list of PATH[:WEIGHT]: JSONL manifests or LibriSpeech dirs")
+    dev_manifest: str = described("", "JSONL manifest or LibriSpeech dir for dev evaluation")
+    test_manifest: str = described("", "JSONL manifest or LibriSpeech dir for --mode=eval")
+    max_duration: float = described(14.0, "longest training utterance kept, seconds")
+    min_duration: float = described(0.3, "shortest training utterance kept, seconds")
+    dev_max_utterances: int = described(0, "evaluate on the first N dev utterances (0: all)")
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
     """Training-time augmentation (never applied in evaluation)."""
 
-    time_masks: int = _f(2, "SpecAugment time masks per utterance")
-    time_mask_frames: int = _f(50, "widest time mask, model frames")
-    time_mask_max_ratio: float = _f(0.2, "time masks cover at most this fraction per mask")
-    freq_masks: int = _f(1, "SpecAugment frequency masks per utterance")
-    freq_mask_bins: int = _f(27, "widest frequency mask, mel bins")
-    noise_prob: float = _f(0.0, "probability of adding white noise to an utterance")
-    noise_snr_db: float = _f(20.0, "lowest signal-to-noise ratio of that noise, dB")
-    gain_db: float = _f(0.0, "random gain in [-gain_db, +gain_db], dB")
-    speed_perturb: float = _f(0.0, "play each utterance at 1-x, 1 or 1+x times its speed (0: off)")
-    vtlp: float = _f(0.0, "warp each utterance's frequency axis by a factor in [1-x, 1+x] (VTLP; 0: off)")
-    eq_db: float = _f(0.0, "random smooth frequency response per utterance, within +-x dB (0: off)")
-    dither: float = _f(0.0, "dither amplitude added to samples (int16 scale)")
+    time_masks: int = described(2, "SpecAugment time masks per utterance")
+    time_mask_frames: int = described(50, "widest time mask, model frames")
+    time_mask_max_ratio: float = described(0.2, "time masks cover at most this fraction per mask")
+    freq_masks: int = described(1, "SpecAugment frequency masks per utterance")
+    freq_mask_bins: int = described(27, "widest frequency mask, mel bins")
+    noise_prob: float = described(0.0, "probability of adding white noise to an utterance")
+    noise_snr_db: float = described(20.0, "lowest signal-to-noise ratio of that noise, dB")
+    gain_db: float = described(0.0, "random gain in [-gain_db, +gain_db], dB")
+    speed_perturb: float = described(0.0, "play each utterance at 1-x, 1 or 1+x times its speed (0: off)")
+    vtlp: float = described(
+        0.0, "warp each utterance's frequency axis by a factor in [1-x, 1+x] (VTLP; 0: off)"
+    )
+    eq_db: float = described(0.0, "random smooth frequency response per utterance, within +-x dB (0: off)")
+    dither: float = described(0.0, "dither amplitude added to samples (int16 scale)")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation recipe and run bookkeeping."""
 
-    name: str = _f("run", "run name: outputs go to <logs_root>/<name>/")
-    logs_root: str = _f("logs", "root of run directories")
-    seed: int = _f(1234, "seed for weights, data order and augmentation")
-    max_steps: int = _f(10000, "optimizer steps to train")
-    max_minutes: float = _f(0.0, "stop (with a checkpoint) after this wall time, minutes; 0: no limit")
-    batch_seconds: float = _f(120.0, "audio per optimizer step across all ranks, seconds")
-    micro_batch_seconds: float = _f(0.0, "audio per forward pass, seconds (0: whole batch)")
-    joint_sub_batch: int = _f(0, "utterances per joint+loss pass, caps BxTxUxV memory (0: all)")
-    optimizer: str = _f("adam", "adam, adamw or sgd")
-    lr: float = _f(1e-3, "peak learning rate")
-    weight_decay: float = _f(0.0, "weight decay")
-    momentum: float = _f(0.9, "SGD momentum")
-    warmup_steps: int = _f(500, "linear warmup, steps")
-    scheduler: str = _f("plateau", "after warmup: plateau, cosine, onecycle or constant")
-    schedule_clock: str = _f(
+    name: str = described("run", "run name: outputs go to <logs_root>/<name>/")
+    logs_root: str = described("logs", "root of run directories")
+    seed: int = described(1234, "seed for weights, data order and augmentation")
+    max_steps: int = described(10000, "optimizer steps to train")
+    max_minutes: float = described(0.0, "stop (with a checkpoint) after this wall time, minutes; 0: no limit")
+    batch_seconds: float = described(120.0, "audio per optimizer step across all ranks, seconds")
+    micro_batch_seconds: float = described(0.0, "audio per forward pass, seconds (0: whole batch)")
+    joint_sub_batch: int = described(0, "utterances per joint+loss pass, caps BxTxUxV memory (0: all)")
+    optimizer: str = described("adam", "adam, adamw or sgd")
+    lr: float = described(1e-3, "peak learning rate")
+    weight_decay: float = described(0.0, "weight decay")
+    momentum: float = described(0.9, "SGD momentum")
+    warmup_steps: int = described(500, "linear warmup, steps")
+    scheduler: str = described("plateau", "after warmup: plateau, cosine, onecycle or constant")
+    schedule_clock: str = described(
         "steps", "cosine/onecycle decay over steps (to max_steps) or minutes (to max_minutes)"
     )
-    plateau_factor: float = _f(0.7, "plateau: lr multiplier on a plateau of dev WER")
-    plateau_patience: int = _f(2, "plateau: evaluations without improvement before decay")
-    min_lr: float = _f(1e-5, "floor of every schedule")
-    grad_clip: float = _f(5.0, "clip the global gradient norm to this (0: off)")
-    amp: str = _f("none", "mixed precision: none, bf16, fp16, or auto (bf16 where computed natively)")
-    loss_normalization: str = _f("utterance", "divide the summed loss by utterances or tokens")
-    ctc_weight: float = _f(0.0, "weight of the auxiliary CTC loss (needs --ctc_head)")
-    eval_every: int = _f(500, "dev evaluation every N steps")
-    checkpoint_every: int = _f(500, "checkpoint every N steps")
-    keep_checkpoints: int = _f(3, "step checkpoints kept (oldest deleted)")
-    log_every: int = _f(10, "tensorboard scalars every N steps")
-    num_workers: int = _f(0, "data loader worker processes")
-    num_threads: int = _f(0, "torch intra-op threads (0: torch default)")
-    progress: bool = _f(True, "show a progress bar")
+    plateau_factor: float = described(0.7, "plateau: lr multiplier on a plateau of dev WER")
+    plateau_patience: int = described(2, "plateau: evaluations without improvement before decay")
+    min_lr: float = described(1e-5, "floor of every schedule")
+    grad_clip: float = described(5.0, "clip the global gradient norm to this (0: off)")
+    amp: str = described("none", "mixed precision: none, bf16, fp16, or auto (bf16 where computed natively)")
+    loss_normalization: str = described("utterance", "divide the summed loss by utterances or tokens")
+    ctc_weight: float = described(0.0, "weight of the auxiliary CTC loss (needs --ctc_head)")
+    eval_every: int = described(500, "dev evaluation every N steps")
+    checkpoint_every: int = described(500, "checkpoint every N steps")
+    keep_checkpoints: int = described(3, "step checkpoints kept (oldest deleted)")
+    log_every: int = described(10, "tensorboard scalars every N steps")
+    num_workers: int = described(0, "data loader worker processes")
+    num_threads: int = described(0, "torch intra-op threads (0: torch default)")
+    progress: bool = described(True, "show a progress bar")
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
     """Search settings shared by evaluation and streaming."""
 
-    beam_size: int = _f(1, "1: greedy search; >1: beam search width (max_symbols_per_frame applies to both)")
-    max_symbols_per_frame: int = _f(4, "most tokens emitted on one encoder frame")
-    suppress_unk: bool = _f(True, "never emit <unk>")
-    blank_penalty: float = _f(
+    beam_size: int = described(
+        1, "1: greedy search; >1: beam search width (max_symbols_per_frame applies to both)"
+    )
+    max_symbols_per_frame: int = described(4, "most tokens emitted on one encoder frame")
+    suppress_unk: bool = described(True, "never emit <unk>")
+    blank_penalty: float = described(
         0.0, "subtracted from the blank logit before the softmax, as sherpa-onnx does (> 0: fewer deletions)"
     )
 
@@ -174,13 +175,15 @@ class StreamConfig:
     words start a new hypothesis. A rule set to 0 is off.
     """
 
-    chunk_ms: float = _f(600.0, "audio per encoder call, ms (rounded to whole encoder frames)")
-    endpointing: bool = _f(True, "close caption segments at pauses and at a maximum length")
-    endpoint_silence_s: float = _f(2.4, "rule 1: close a segment with no text after this much blank, s")
-    endpoint_trailing_silence_s: float = _f(
+    chunk_ms: float = described(600.0, "audio per encoder call, ms (rounded to whole encoder frames)")
+    endpointing: bool = described(True, "close caption segments at pauses and at a maximum length")
+    endpoint_silence_s: float = described(
+        2.4, "rule 1: close a segment with no text after this much blank, s"
+    )
+    endpoint_trailing_silence_s: float = described(
         1.2, "rule 2: close a segment after this much blank after text, s"
     )
-    endpoint_max_segment_s: float = _f(20.0, "rule 3: close a segment this long whatever it holds, s")
+    endpoint_max_segment_s: float = described(20.0, "rule 3: close a segment this long whatever it holds, s")
 
 
 @dataclass(frozen=True)
