@@ -128,15 +128,14 @@ def describe_device(device: torch.device) -> str:
     return f"{platform.machine()} CPU ({capability}), {os.cpu_count()} logical cores"
 
 
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """The precision `--amp` asks for: `auto` is bf16 where `native_bf16`, else none (fp32)."""
+def resolve_amp(amp: str, native: bool) -> str:
+    """The precision `--amp` asks for: `auto` is bf16 where the device computes it natively
+    (`native`, from `native_bf16`), else none (fp32)."""
     if amp not in ("auto", "none", *AMP_DTYPES):
         raise ValueError(f"unknown amp {amp!r} (auto, none, bf16 or fp16)")
     if amp != "auto":
         return amp
-    resolved = "bf16" if native_bf16(device) else "none"
-    log.info("amp=auto: %s", "bf16" if resolved == "bf16" else f"fp32 ({device.type} has no native bfloat16)")
-    return resolved
+    return "bf16" if native else "none"
 
 
 class Trainer:
@@ -156,8 +155,15 @@ class Trainer:
             assert isinstance(norm, GlobalNorm)
             norm.set_stats(torch.from_numpy(mean).float(), torch.from_numpy(std).float())
         self.model.to(self.device)
-        self.amp = resolve_amp(self.config.train.amp, self.device)
-        log.info("device: %s; native bf16: %s", describe_device(self.device), native_bf16(self.device))
+        native = native_bf16(self.device)
+        self.amp = resolve_amp(self.config.train.amp, native)
+        log.info(
+            "device: %s; native bf16: %s; --amp=%s: %s",
+            describe_device(self.device),
+            native,
+            self.config.train.amp,
+            self.amp,
+        )
         self.train_utterances = train_utterances
         self.dev_utterances = dev_corpus(self.config)
         self.optimizer = make_optimizer(self.model, self.config.train)

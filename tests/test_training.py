@@ -21,7 +21,7 @@ from rnnt.data import UtteranceDataset, collate
 from rnnt.evaluation import evaluate
 from rnnt.loss import rnnt_loss
 from rnnt.runtimes.pytorch import TorchRuntime
-from rnnt.training import Trainer, resolve_amp
+from rnnt.training import Trainer, native_bf16, resolve_amp
 
 from .conftest import REPO, tiny_run_config
 
@@ -177,9 +177,10 @@ def test_amp_auto_is_bf16_only_where_the_cpu_computes_it_natively(
 ) -> None:
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    cpu = torch.device("cpu")
-    assert resolve_amp("auto", cpu) == ("bf16" if native else "none")
-    assert resolve_amp("bf16", cpu) == "bf16"  # asked for explicitly: kept, even if emulated
-    assert resolve_amp("none", cpu) == "none"
+    cpu_native = native_bf16(torch.device("cpu"))
+    assert cpu_native == native
+    assert resolve_amp("auto", cpu_native) == ("bf16" if native else "none")
+    assert resolve_amp("bf16", cpu_native) == "bf16"  # asked for explicitly: kept, even if emulated
+    assert resolve_amp("none", cpu_native) == "none"
     with pytest.raises(ValueError, match="unknown amp"):
-        resolve_amp("fp8", cpu)
+        resolve_amp("fp8", cpu_native)
