@@ -21,6 +21,7 @@ import numpy as np
 from rnnt.config import DecodeConfig, ModelConfig, StreamConfig
 from rnnt.decoding import Runtime
 from rnnt.runtimes import GRAPHS, LoadedModel, graph_file, load_model
+from rnnt.runtimes.ov import computes_natively
 from rnnt.scoring import error_rates
 from rnnt.state import LstmState
 from rnnt.streaming import StreamingRecognizer
@@ -215,6 +216,8 @@ def summarize(
     return {
         "runtime": variant.backend,
         "precision": variant.precision,
+        # False for OpenVINO bf16 on a CPU without bf16 units: its speed is the emulation's.
+        "native_precision": variant.backend != "openvino" or computes_natively(variant.precision),
         "wer_percent": None if wer is None else round(100 * wer, 2),
         "encoder_ms_median": round(float(np.median(encoder_ms)), 3),
         "encoder_ms_p95": round(float(np.percentile(encoder_ms, PERCENTILE_HIGH)), 3),

@@ -26,6 +26,7 @@ from rnnt.runtimes import CONFIG_FILE, EXPORT_FORMAT, GRAPHS, ModelLoadError, is
 from rnnt.runtimes.ov import OpenVinoRuntime
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.tokenizer import Tokenizer
+from rnnt.training import native_bf16
 
 from .conftest import REAL_AUDIO, REPO, tiny_model_config
 
@@ -273,6 +274,12 @@ def test_benchmark_compares_every_runtime_in_one_run(
         rows["openvino:fp32"]["encoder_floor_ms"],
     )
     assert bf16_floor == pytest.approx(fp32_floor / 2, abs=2e-3)
+    # Only OpenVINO bf16 can be emulated, and the row says so exactly when this CPU lacks bf16
+    # units (by torch's probe of the CPU, independent of OpenVINO's report the row is built on).
+    has_bf16_units = native_bf16(torch.device("cpu"))
+    assert rows["openvino:bf16"]["native_precision"] is has_bf16_units
+    assert all(row["native_precision"] for name, row in rows.items() if name != "openvino:bf16")
+    assert ("bf16 (emulated)" in run.stdout) is not has_bf16_units
 
 
 def test_lstm_calibration_times_a_plain_stack_beside_an_export(exported: Path, tmp_path: Path) -> None:

@@ -156,7 +156,11 @@ def main(argv: list[str]) -> None:
         row = benchmark.summarize(variant, scored, bandwidth, size, stream.chunk_ms)
         row["peak_rss_mb"] = round(peak_rss_mb(f"{variant.backend}:{variant.precision}"))
         rows.append(row)
-    print(benchmark.format_table(rows, COLUMNS))
+    shown = [
+        {**row, "precision": row["precision"] + ("" if row["native_precision"] else " (emulated)")}
+        for row in rows
+    ]
+    print(benchmark.format_table(shown, COLUMNS))
     same = len({tuple(v.transcripts) for v in variants if v.precision == "fp32"}) == 1
     print(
         f"fp32 transcripts identical across runtimes: {same}; fp32 matrix-vector bandwidth: "

@@ -20,6 +20,19 @@ from rnnt.state import LstmState
 DEVICE = "CPU"
 
 
+def computes_natively(precision: str) -> bool:
+    """Whether this CPU has units for `precision`, by OpenVINO's own report of the device.
+
+    bf16 runs everywhere AVX512 does, but only CPUs with AVX512-BF16 or AMX compute it
+    natively; elsewhere oneDNN converts to and from f32 around each operation, which made it
+    ~4x slower than f32 on a host without them. A benchmark row must say which it measured.
+    """
+    if precision != "bf16":
+        return True
+    capabilities = import_openvino().Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in capabilities
+
+
 def import_openvino() -> Any:
     """The openvino module, keeping the root logger's handlers.
 
