@@ -6,8 +6,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import os
-import platform
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from rnnt.corpus import (
     token_density,
 )
 from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro_batches
+from rnnt.device import AMP_DTYPES, describe_device, native_bf16, resolve_amp
 from rnnt.distributed import Distributed, all_reduce_sum, sum_gradients
 from rnnt.evaluation import EvalResult, evaluate
 from rnnt.loss import transducer_backward
@@ -100,42 +99,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
     raise ValueError(f"unknown optimizer {config.optimizer!r} (adam, adamw or sgd)")
-
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes in bfloat16 natively rather than emulating it.
-
-    On a CPU without AVX512-BF16 or AMX, oneDNN emulates bf16 with conversions, and the demo
-    recipe trained at half the speed of fp32 (43x against 94x real time in its first four
-    minutes, on a 2-core Xeon with AVX512 but no AVX512-BF16); on a host with native bf16 it
-    was 1.5x faster than fp32. torch.cpu's probes are private, hence the guard: where they
-    are missing, bf16 is not assumed.
-    """
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
-def describe_device(device: torch.device) -> str:
-    """The hardware a run's speed depends on, for its log (hosts differ between runs)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    capability = torch.backends.cpu.get_cpu_capability()
-    return f"{platform.machine()} CPU ({capability}), {os.cpu_count()} logical cores"
-
-
-def resolve_amp(amp: str, native: bool) -> str:
-    """The precision `--amp` asks for: `auto` is bf16 where the device computes it natively
-    (`native`, from `native_bf16`), else none (fp32)."""
-    if amp not in ("auto", "none", *AMP_DTYPES):
-        raise ValueError(f"unknown amp {amp!r} (auto, none, bf16 or fp16)")
-    if amp != "auto":
-        return amp
-    return "bf16" if native else "none"
 
 
 class Trainer:

@@ -19,6 +19,7 @@ from rnnt.audio import load_audio
 from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
 from rnnt.config import DecodeConfig, FeatureConfig, TokenizerConfig
 from rnnt.decoding import Runtime, decode_features
+from rnnt.device import native_bf16
 from rnnt.export import ExportError, export, synthetic_speech
 from rnnt.features import compute_features
 from rnnt.model import Transducer
@@ -26,7 +27,6 @@ from rnnt.runtimes import CONFIG_FILE, EXPORT_FORMAT, GRAPHS, ModelLoadError, is
 from rnnt.runtimes.ov import OpenVinoRuntime
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.tokenizer import Tokenizer
-from rnnt.training import native_bf16
 
 from .conftest import REAL_AUDIO, REPO, tiny_model_config
 

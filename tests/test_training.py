@@ -18,10 +18,11 @@ from rnnt import checkpoint as ckpt
 from rnnt.config import RunConfig
 from rnnt.corpus import read_librispeech, write_manifest
 from rnnt.data import UtteranceDataset, collate
+from rnnt.device import native_bf16, resolve_amp
 from rnnt.evaluation import evaluate
 from rnnt.loss import rnnt_loss
 from rnnt.runtimes.pytorch import TorchRuntime
-from rnnt.training import Trainer, native_bf16, resolve_amp
+from rnnt.training import Trainer
 
 from .conftest import REPO, tiny_run_config
 
