@@ -82,6 +82,9 @@ class ModelConfig:
     predictor_dropout: float = described(0.0, "dropout on predictor embeddings and outputs")
     joint_dim: int = described(256, "joint network hidden width")
     ctc_head: bool = described(False, "add a CTC head on the encoder (auxiliary loss)")
+    simple_joint: bool = described(
+        False, "add the linear joint (encoder and predictor each projected to V, added) --prune_range needs"
+    )
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,15 @@ class TrainConfig:
     amp: str = described("none", "mixed precision: none, bf16, fp16, or auto (bf16 where computed natively)")
     loss_normalization: str = described("utterance", "divide the summed loss by utterances or tokens")
     ctc_weight: float = described(0.0, "weight of the auxiliary CTC loss (needs --ctc_head)")
+    prune_range: int = described(
+        0,
+        "pruned RNN-T: the joint runs on this many lattice rows per frame, chosen by the simple joint "
+        "(0: all; k2's default is 5)",
+    )
+    simple_loss_weight: float = described(0.5, "pruned RNN-T: weight of the simple joint's RNN-T loss")
+    prune_warmup_steps: int = described(
+        0, "pruned RNN-T: the pruned loss's weight rises from 0.1 to 1 over these steps"
+    )
     eval_every: int = described(500, "dev evaluation every N steps")
     checkpoint_every: int = described(500, "checkpoint every N steps")
     keep_checkpoints: int = described(3, "step checkpoints kept (oldest deleted)")

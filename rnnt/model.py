@@ -185,6 +185,20 @@ class Joint(nn.Module):
         return self.out(torch.tanh(enc + pred))
 
 
+class SimpleJoint(nn.Module):
+    """The linear joint am[t] + lm[u] of pruned RNN-T (Kuang et al. 2022): it only finds, per
+    frame, the tokens worth running the real joint on. Training only; nothing exports it."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.am = nn.Linear(config.encoder_output, config.vocab_size)
+        self.lm = nn.Linear(config.predictor_output, config.vocab_size)
+
+    def forward(self, enc: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T', encoder_output) and (B, U + 1, predictor_output) -> (B, T', V) and (B, U + 1, V)."""
+        return self.am(enc), self.lm(pred)
+
+
 class TrainingOutputs(NamedTuple):
     """What the loss needs from one forward pass over a padded batch."""
 
@@ -203,6 +217,7 @@ class Transducer(nn.Module):
         self.predictor = Predictor(config)
         self.joint = Joint(config)
         self.ctc = nn.Linear(config.encoder_output, config.vocab_size) if config.ctc_head else None
+        self.simple = SimpleJoint(config) if config.simple_joint else None
 
     def forward(self, features: Tensor, feature_lengths: Tensor, targets: Tensor) -> TrainingOutputs:
         """(B, T, D) features, (B,) lengths and (B, U) padded targets -> loss inputs."""
@@ -225,6 +240,16 @@ class Transducer(nn.Module):
     def join(self, enc: Tensor, pred: Tensor) -> Tensor:
         """Broadcast encoder and predictor outputs into (..., V) logits."""
         return self.joint(enc, pred)
+
+    def join_pruned(self, enc: Tensor, pred: Tensor, positions: Tensor) -> Tensor:
+        """(B, T', encoder_output), (B, U + 1, predictor_output) and (B, T', R) predictor positions
+        per frame -> (B, T', R, V) logits: the joint at R positions of each frame only, with each
+        encoder and predictor vector projected once."""
+        enc, pred = self.joint.enc_proj(enc), self.joint.pred_proj(pred)
+        batch_size, frames, width = positions.shape
+        index = positions.reshape(batch_size, frames * width, 1).expand(-1, -1, pred.shape[-1])
+        pred_at = pred.gather(1, index).reshape(batch_size, frames, width, -1)
+        return self.joint.combine(enc[:, :, None, :], pred_at)
 
     # ---- the search's view: what the runtimes and the exported graphs compute ---------
     # The joint's input projections move into the encoder and the predictor (the layout of

@@ -31,7 +31,7 @@ from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro
 from rnnt.device import AMP_DTYPES, describe_device, native_bf16, resolve_amp
 from rnnt.distributed import Distributed, all_reduce_sum, sum_gradients
 from rnnt.evaluation import EvalResult, evaluate
-from rnnt.loss import transducer_backward
+from rnnt.loss import check_loss_config, pruning_at, transducer_backward
 from rnnt.model import GlobalNorm, Transducer, count_parameters
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.schedule import LearningRateSchedule
@@ -105,6 +105,7 @@ class Trainer:
     """Owns the model, optimiser, schedule and loop of one run."""
 
     def __init__(self, config: RunConfig, dist_info: Distributed | None = None):
+        check_loss_config(config.model, config.train)
         self.dist = dist_info or Distributed()
         self.device = (
             torch.device("cuda", self.dist.rank) if torch.cuda.is_available() else torch.device("cpu")
@@ -239,7 +240,7 @@ class Trainer:
         ]
         utterances, tokens = all_reduce_sum(counts, self.dist)
         normalizer = max(1.0, tokens if train.loss_normalization == "token" else utterances)
-        rnnt_total = ctc_total = audio = 0.0
+        rnnt_total = ctc_total = simple_total = audio = 0.0
         for batch in micro_batches:
             batch_on_device = [
                 t.to(self.device)
@@ -256,9 +257,11 @@ class Trainer:
                     normalizer,
                     train.ctc_weight,
                     train.joint_sub_batch,
+                    pruning_at(train, self.state.step),
                 )
             rnnt_total += values.transducer
             ctc_total += values.ctc
+            simple_total += values.simple
             audio += batch.audio_seconds
         sum_gradients(self.model, self.dist)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip or math.inf)
@@ -269,10 +272,13 @@ class Trainer:
             self.optimizer.step()
         else:
             log.warning("step %d: non-finite gradient norm, update skipped", self.state.step)
-        rnnt_total, ctc_total, audio = all_reduce_sum([rnnt_total, ctc_total, audio], self.dist)
+        rnnt_total, ctc_total, simple_total, audio = all_reduce_sum(
+            [rnnt_total, ctc_total, simple_total, audio], self.dist
+        )
         return {
             "loss": rnnt_total / normalizer,
             "ctc_loss": ctc_total / normalizer,
+            "simple_loss": simple_total / normalizer,
             "lr": lr,
             "grad_norm": float(grad_norm),
             "audio_seconds": audio,

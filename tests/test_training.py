@@ -29,7 +29,10 @@ from .conftest import REPO, tiny_run_config
 KILL_TIMEOUT_S = 120
 
 
-def test_tiny_model_memorises_a_batch(tmp_path: Path, tiny_corpus: Path) -> None:
+# Pruned with k2's default range. With 3 (at most 2 characters per 60 ms frame) the memorised
+# loss stalled near log 2 per utterance while the simple joint's went to 0.
+@pytest.mark.parametrize("prune_range", [0, 5])
+def test_tiny_model_memorises_a_batch(tmp_path: Path, tiny_corpus: Path, prune_range: int) -> None:
     utterances = sorted(read_librispeech(tiny_corpus / "train"), key=lambda u: u.duration)[:3]
     manifest = tmp_path / "memorise.jsonl"
     write_manifest(manifest, utterances)
@@ -41,11 +44,13 @@ def test_tiny_model_memorises_a_batch(tmp_path: Path, tiny_corpus: Path) -> None
         warmup_steps=10,
         batch_seconds=60.0,
         checkpoint_every=1000,
+        prune_range=prune_range,
+        prune_warmup_steps=50,
     )
     data = dataclasses.replace(config.data, train_manifests=str(manifest), dev_manifest=str(manifest))
     width = 96
     sizes = {"encoder_hidden": width, "encoder_output": width, "predictor_hidden": width, "joint_dim": width}
-    model = dataclasses.replace(config.model, predictor_output=width, **sizes)
+    model = dataclasses.replace(config.model, predictor_output=width, simple_joint=bool(prune_range), **sizes)
     trainer = Trainer(dataclasses.replace(config, data=data, model=model))
     first_loss = trainer.train_step(next(trainer._steps()))["loss"]
     trainer.fit()
@@ -149,27 +154,6 @@ def _loss(config: RunConfig, weights: dict[str, torch.Tensor]) -> float:
     with torch.no_grad():
         outputs = trainer.model(batch.features, batch.feature_lengths, batch.targets)
         return rnnt_loss(trainer.model, outputs, batch.targets, batch.target_lengths).mean().item()
-
-
-def test_reduced_rnnt_loss_equals_torchaudio_over_the_full_vocabulary() -> None:
-    import torchaudio
-
-    from rnnt.loss import reduced_rnnt_loss
-
-    torch.manual_seed(0)
-    batch, frames, tokens, vocab = 4, 9, 5, 13
-    logits = torch.randn(batch, frames, tokens + 1, vocab, requires_grad=True)
-    targets = torch.randint(1, vocab, (batch, tokens), dtype=torch.int32)
-    logit_lengths = torch.tensor([9, 7, 5, 9], dtype=torch.int32)
-    target_lengths = torch.tensor([5, 3, 4, 1], dtype=torch.int32)
-    full = torchaudio.functional.rnnt_loss(
-        logits, targets, logit_lengths, target_lengths, blank=0, reduction="none"
-    )
-    (full_grad,) = torch.autograd.grad(full.sum(), logits)
-    reduced = reduced_rnnt_loss(logits, targets, logit_lengths, target_lengths)
-    (reduced_grad,) = torch.autograd.grad(reduced.sum(), logits)
-    torch.testing.assert_close(reduced, full)
-    torch.testing.assert_close(reduced_grad, full_grad, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("native", [True, False])
