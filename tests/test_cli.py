@@ -34,6 +34,14 @@ def test_missing_flagfile_and_unknown_flag(tmp_path: Path) -> None:
     _assert_clean_failure(_run("--no_such_flag=1"), "Unknown command line flag 'no_such_flag'")
 
 
+def test_loss_settings_the_model_cannot_serve_fail_before_training(tmp_path: Path) -> None:
+    # No data exists at these paths: the check must come before anything is read.
+    missing = f"--train_manifests={tmp_path / 'none.jsonl'}"
+    _assert_clean_failure(_smoke(tmp_path, missing, "--prune_range=5"), "--prune_range needs --simple_joint")
+    _assert_clean_failure(_smoke(tmp_path, missing, "--simple_joint", "--prune_range=1"), "at least 2")
+    _assert_clean_failure(_smoke(tmp_path, missing, "--ctc_weight=0.3"), "--ctc_weight needs --ctc_head")
+
+
 def test_manifest_errors_name_file_and_line(tmp_path: Path, tiny_corpus: Path) -> None:
     good = read_librispeech(tiny_corpus / "train")[0]
     manifest = tmp_path / "bad.jsonl"
