@@ -124,7 +124,7 @@ def prune_starts(
     cumulative = torch.nn.functional.pad(occupancy.cumsum(2), (1, 0))
     start = (cumulative[..., window:] - cumulative[..., :-window]).argmax(-1)
     highest = (target_lengths.long() + 1 - window).clamp_min(0)[:, None]
-    frames = torch.arange(start.shape[1])[None, :]
+    frames = torch.arange(start.shape[1], device=start.device)[None, :]
     start = torch.minimum(start, highest).cummax(1).values
     start = torch.minimum(start, frames * (window - 1))
     start = torch.where(frames >= logit_lengths.long()[:, None] - 1, highest, start)
@@ -155,7 +155,8 @@ def pruned_rnnt_losses(
     simple = lattice_loss(lattice, lengths, target_lengths)
     (arc_grads,) = torch.autograd.grad(simple.sum(), lattice, retain_graph=True)
     starts = prune_starts(-arc_grads.sum(-1), lengths, target_lengths, prune_range)
-    positions = starts[..., None] + torch.arange(min(prune_range, max_tokens + 1))  # (B, T', R)
+    rows_per_frame = torch.arange(min(prune_range, max_tokens + 1), device=starts.device)
+    positions = starts[..., None] + rows_per_frame  # (B, T', R)
     logits = model.join_pruned(enc, pred, positions).float()
     normalizer = torch.logsumexp(logits, dim=-1)
     label_ids = next_tokens(targets).gather(1, positions.flatten(1)).view_as(positions)
