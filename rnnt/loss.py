@@ -74,7 +74,9 @@ def lattice_loss(log_probs: Tensor, logit_lengths: Tensor, target_lengths: Tenso
     """(B, T', U+1, 2) log p(blank), log p(next token) per lattice node -> (B,) RNN-T loss."""
     return torchaudio.functional.rnnt_loss(
         log_probs,
-        torch.ones(log_probs.shape[0], log_probs.shape[2] - 1, dtype=torch.int32),  # class 1: next token
+        torch.ones(
+            log_probs.shape[0], log_probs.shape[2] - 1, dtype=torch.int32, device=log_probs.device
+        ),  # class 1: next token
         logit_lengths.int(),
         target_lengths.int(),
         blank=0,
