@@ -57,12 +57,15 @@ def reduced_rnnt_loss(
     (B, T', U+1, 2) tensor gives the same loss and gradients (tested) about 3x faster on
     CPU than `fused_log_softmax` over all V, whose kernel dominates a CPU training step.
     """
+    label_ids = next_tokens(targets)[:, None, :].expand(logits.shape[0], logits.shape[1], -1)
+    return lattice_loss(logit_lattice(logits, label_ids), logit_lengths, target_lengths)
+
+
+def logit_lattice(logits: Tensor, label_ids: Tensor) -> Tensor:
+    """(..., V) joint logits and (...) next-token ids -> (..., 2) log p(blank), log p(next token)."""
     normalizer = torch.logsumexp(logits, dim=-1)
-    next_token = next_tokens(targets)
-    index = next_token[:, None, :, None].expand(logits.shape[0], logits.shape[1], -1, 1)
-    label = logits.gather(-1, index).squeeze(-1)
-    log_probs = torch.stack([logits[..., BLANK_ID] - normalizer, label - normalizer], dim=-1)
-    return lattice_loss(log_probs, logit_lengths, target_lengths)
+    label = logits.gather(-1, label_ids[..., None]).squeeze(-1)
+    return torch.stack([logits[..., BLANK_ID] - normalizer, label - normalizer], dim=-1)
 
 
 def next_tokens(targets: Tensor) -> Tensor:
@@ -160,10 +163,8 @@ def pruned_rnnt_losses(
     rows_per_frame = torch.arange(min(prune_range, max_tokens + 1), device=starts.device)
     positions = starts[..., None] + rows_per_frame  # (B, T', R)
     logits = model.join_pruned(enc, pred, positions).float()
-    normalizer = torch.logsumexp(logits, dim=-1)
     label_ids = next_tokens(targets).gather(1, positions.flatten(1)).view_as(positions)
-    label = logits.gather(-1, label_ids[..., None]).squeeze(-1)
-    values = torch.stack([logits[..., BLANK_ID] - normalizer, label - normalizer], dim=-1)
+    values = logit_lattice(logits, label_ids)
     pruned = torch.full_like(lattice, OUTSIDE_WINDOW).scatter(
         2, positions[..., None].expand(-1, -1, -1, 2), values
     )

@@ -241,6 +241,7 @@ class Trainer:
         utterances, tokens = all_reduce_sum(counts, self.dist)
         normalizer = max(1.0, tokens if train.loss_normalization == "token" else utterances)
         rnnt_total = ctc_total = simple_total = audio = 0.0
+        pruning = pruning_at(train, self.state.step)
         for batch in micro_batches:
             batch_on_device = [
                 t.to(self.device)
@@ -257,7 +258,7 @@ class Trainer:
                     normalizer,
                     train.ctc_weight,
                     train.joint_sub_batch,
-                    pruning_at(train, self.state.step),
+                    pruning,
                 )
             rnnt_total += values.transducer
             ctc_total += values.ctc
