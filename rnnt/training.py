@@ -192,7 +192,7 @@ class Trainer:
 
     # ---- data -----------------------------------------------------------------------
 
-    def _steps(self) -> Iterator[list[Batch]]:
+    def step_batches(self) -> Iterator[list[Batch]]:
         """Each step's micro-batches for this rank, from the saved data position on."""
         train = self.config.train
         dataset = UtteranceDataset(
@@ -310,7 +310,7 @@ class Trainer:
         progress = _progress(self.state.step, train.max_steps, train.progress and self.dist.is_main)
         started = time.monotonic() - self.state.train_seconds
         window_audio, window_start = 0.0, time.monotonic()
-        steps = self._steps()
+        steps = self.step_batches()
         while self.state.step < train.max_steps:
             metrics = self.train_step(next(steps))
             self.state.step += 1

@@ -4,6 +4,7 @@ uninterrupted run; two data-parallel ranks equal one rank with the whole batch."
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -52,12 +53,12 @@ def test_tiny_model_memorises_a_batch(tmp_path: Path, tiny_corpus: Path, prune_r
     sizes = {"encoder_hidden": width, "encoder_output": width, "predictor_hidden": width, "joint_dim": width}
     model = dataclasses.replace(config.model, predictor_output=width, simple_joint=bool(prune_range), **sizes)
     trainer = Trainer(dataclasses.replace(config, data=data, model=model))
-    first_loss = trainer.train_step(next(trainer._steps()))["loss"]
+    first_loss = trainer.train_step(next(trainer.step_batches()))["loss"]
     trainer.fit()
     runtime = TorchRuntime(trainer.model)
     result = evaluate(runtime, config.feature, trainer.tokenizer, utterances, config.decode)
     assert result.rates.wer == 0.0, result.transcripts
-    batch = next(trainer._steps())[0]
+    batch = next(trainer.step_batches())[0]
     outputs = trainer.model(batch.features, batch.feature_lengths, batch.targets)
     final_loss = rnnt_loss(trainer.model, outputs, batch.targets, batch.target_lengths).mean().item()
     assert final_loss < 0.05 * first_loss
@@ -169,3 +170,35 @@ def test_amp_auto_is_bf16_only_where_the_cpu_computes_it_natively(
     assert resolve_amp("none", cpu_native) == "none"
     with pytest.raises(ValueError, match="unknown amp"):
         resolve_amp("fp8", cpu_native)
+
+
+def _benchmark_training(tmp_path: Path, corpus: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        "tools/benchmark_training.py",
+        "--flagfile=flagfiles/smoke.txt",
+        f"--train_manifests={corpus / 'train'}",
+        f"--output={tmp_path / 'training.json'}",
+        *args,
+    ]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
+
+
+def test_training_benchmark_compares_losses_on_the_same_batches(tmp_path: Path, tiny_corpus: Path) -> None:
+    result = _benchmark_training(
+        tmp_path, tiny_corpus, "--variants=full,pruned:3", "--steps=2", "--skip_steps=1"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "training.json").read_text())
+    assert summary["same_batches"] is True
+    full, pruned = summary["rows"]
+    assert (full["variant"], pruned["variant"], full["speedup"]) == ("full", "pruned:3", 1.0)
+    assert full["audio_s_per_step"] == pruned["audio_s_per_step"] > 0
+    assert pruned["parameters"] > full["parameters"]  # the simple joint
+    # Character targets: far more than 3 rows per frame, so the pruned logits are far smaller.
+    assert pruned["logits_mb_max"] < full["logits_mb_max"] / 4
+    assert all(row["loss_last"] > 0 for row in summary["rows"])
+
+    bad = _benchmark_training(tmp_path, tiny_corpus, "--variants=pruned:1")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "expected 'full' or 'pruned:R' with R >= 2" in bad.stderr
