@@ -4,10 +4,11 @@
     python tools/benchmark_training.py --flagfile=flagfiles/demo.txt --batch_seconds=60
     # a LibriSpeech-sized model on the demo corpus
     python tools/benchmark_training.py --flagfile=flagfiles/E6D2.txt \\
-        --train_manifests=datasets/demo/train --variants=full,pruned:5 --steps=10
+        --train_manifests=datasets/demo/train --batch_seconds=100 --steps=5
 
-Every variant trains from the same initial weights on the same batches, steps interleaved in
-one process. Prints a table and writes JSON (default benchmarks/training_<recipe>.json).
+Every variant trains from the same initial encoder, predictor and joint on the same batches,
+steps interleaved in one process. Prints a table and writes JSON (default
+benchmarks/training_<recipe>.json).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def main(argv: list[str]) -> None:
         torch.set_num_threads(config.train.num_threads)
     recipe = config.train.name
     with tempfile.TemporaryDirectory() as logs_root:  # the tokenizer the trainers share
-        config = replace(config, train=replace(config.train, name="benchmark", logs_root=logs_root))
+        train = replace(config.train, name="benchmark", logs_root=logs_root)
+        config = replace(config, train=train, data=replace(config.data, dev_manifest=""))  # no evaluation
         runs = bench.open_variants(config, variants)
         bench.run_interleaved(runs, _STEPS.value, _SKIP_STEPS.value)
     rows = [bench.summarize(run, runs[0]) for run in runs]

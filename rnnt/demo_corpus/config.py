@@ -20,7 +20,7 @@ class DemoCorpusConfig:
     seed: int = described(0, "seed for every random choice")
     num_dev_sentences: int = described(300, "sentences held out for dev")
     num_test_sentences: int = described(300, "sentences held out for test")
-    num_train_speakers: int = described(120, "synthetic train speakers")
+    num_train_speakers: int = described(640, "synthetic train speakers")
     num_dev_speakers: int = described(10, "synthetic dev speakers")
     num_test_speakers: int = described(10, "synthetic test speakers")
     renderings: int = described(1, "renderings of each train sentence by different speakers")
