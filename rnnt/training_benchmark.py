@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
+from rnnt.benchmark import PERCENTILE_HIGH
 from rnnt.config import RunConfig, replace
 from rnnt.data import Batch
-from rnnt.model import count_parameters
+from rnnt.model import Transducer, count_parameters
 from rnnt.training import Trainer
 
 FLOAT_BYTES = 4  # the loss computes its lattice in float32
 MEGABYTE = 1 << 20
-PERCENTILE_HIGH = 95
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,14 @@ class VariantRun:
     losses: list[float] = field(default_factory=list)
 
 
-def logits_mb(micro_batches: list[Batch], config: RunConfig, prune_range: int) -> float:
+def logits_mb(micro_batches: list[Batch], model: Transducer, prune_range: int) -> float:
     """The largest micro-batch's joint logits in MB: B x T' x (U+1 or R) x V float32."""
-    reduction, vocab = config.model.time_reduction, config.model.vocab_size
     largest = 0
     for batch in micro_batches:
         batch_size, frames, _ = batch.features.shape
+        encoder_frames = int(model.encoder.output_lengths(torch.tensor(frames)))
         rows = prune_range or batch.targets.shape[1] + 1
-        largest = max(largest, batch_size * (frames // reduction) * rows * vocab)
+        largest = max(largest, batch_size * encoder_frames * rows * model.config.vocab_size)
     return largest * FLOAT_BYTES / MEGABYTE
 
 
@@ -92,7 +93,7 @@ def run_interleaved(runs: list[VariantRun], steps: int, skip_steps: int) -> None
                 run.step_s.append(elapsed)
                 run.audio_s.append(metrics["audio_seconds"])
                 run.losses.append(metrics["loss"])
-                run.logits_mb.append(logits_mb(micro_batches, run.trainer.config, run.variant.prune_range))
+                run.logits_mb.append(logits_mb(micro_batches, run.trainer.model, run.variant.prune_range))
 
 
 def summarize(run: VariantRun, baseline: VariantRun) -> dict[str, Any]:
