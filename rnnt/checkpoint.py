@@ -8,6 +8,7 @@ truncated checkpoint behind.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from rnnt.model import Transducer
 from rnnt.tokenizer import Tokenizer
 
 FORMAT = "rnnt-checkpoint-1"
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(Exception):
@@ -83,6 +86,26 @@ def bundle_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint
         tokenizer=Tokenizer(checkpoint["tokenizer"]),
         decode=from_dict(DecodeConfig, configs.get("decode", {})),
         configs=configs,
+    )
+
+
+def load_weights(model: Transducer, checkpoint: dict[str, Any], source: str) -> None:
+    """Load `checkpoint`'s weights into `model`, built from the same model config (fine-tuning)."""
+    saved = from_dict(ModelConfig, checkpoint["configs"]["model"])
+    if saved != model.config:
+        changed = sorted(
+            f"{name}={getattr(saved, name)!r} (run: {getattr(model.config, name)!r})"
+            for name in (f.name for f in dataclasses.fields(ModelConfig))
+            if getattr(saved, name) != getattr(model.config, name)
+        )
+        raise CheckpointError(f"{source}: another model than this run's: {', '.join(changed)}")
+    model.load_state_dict(checkpoint["model"])
+    train_state = checkpoint.get("train_state", {})
+    log.info(
+        "weights from %s (its step %s, %.1f training minutes)",
+        source,
+        train_state.get("step", "?"),
+        train_state.get("train_seconds", 0.0) / 60,
     )
 
 

@@ -126,6 +126,11 @@ class TrainConfig:
     name: str = described("run", "run name: outputs go to <logs_root>/<name>/")
     logs_root: str = described("logs", "root of run directories")
     seed: int = described(1234, "seed for weights, data order and augmentation")
+    init_checkpoint: str = described(
+        "",
+        "fine-tune: start from this checkpoint's weights and tokenizer (its model config must equal "
+        "this run's); optimiser, schedule and step start afresh",
+    )
     max_steps: int = described(10000, "optimizer steps to train")
     max_minutes: float = described(0.0, "stop (with a checkpoint) after this wall time, minutes; 0: no limit")
     batch_seconds: float = described(120.0, "audio per optimizer step across all ranks, seconds")

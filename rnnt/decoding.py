@@ -74,18 +74,25 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def _log_probs(
+def _logits(
     runtime: Runtime, encoder_out: np.ndarray, predictor_out: np.ndarray, config: DecodeConfig
 ) -> np.ndarray:
-    """(N, J) and (N, J) -> (N, V) log-probabilities; if suppressed, <unk> is removed from
-    the distribution (the others renormalised) rather than only never chosen. The blank
-    penalty lowers blank's logit first, as sherpa-onnx's does."""
+    """(N, J) and (N, J) -> (N, V) logits; if suppressed, <unk>'s is -inf, so that it is
+    removed from the distribution (the others renormalised) rather than only never chosen.
+    The blank penalty lowers blank's logit, as sherpa-onnx's does."""
     logits = runtime.join(encoder_out, predictor_out)
     if config.blank_penalty:
         logits[:, BLANK_ID] -= config.blank_penalty
     if config.suppress_unk:
         logits[:, UNK_ID] = -np.inf
-    return log_softmax(logits)
+    return logits
+
+
+def _log_probs(
+    runtime: Runtime, encoder_out: np.ndarray, predictor_out: np.ndarray, config: DecodeConfig
+) -> np.ndarray:
+    """(N, J) and (N, J) -> (N, V) log-probabilities of `_logits`."""
+    return log_softmax(_logits(runtime, encoder_out, predictor_out, config))
 
 
 def greedy_search(
@@ -113,20 +120,25 @@ def greedy_search(
             [encoder_out[b, frame[b] : frame[b] + n] for b, n in zip(active, spans, strict=True)]
         )
         pred = np.repeat(np.stack([out[b].predictor_out for b in active]), spans, axis=0)
-        logp = _log_probs(runtime, enc, pred, config)
-        best = logp.argmax(axis=1)
-        emitters, tokens = [], []
+        logits = _logits(runtime, enc, pred, config)
+        best = logits.argmax(axis=1)
+        emitters, tokens, scored, owners = [], [], [], []
         for b, rows in zip(active, np.split(np.arange(len(enc)), np.cumsum(spans)[:-1]), strict=True):
             for row in rows:
+                scored.append(row)
+                owners.append(b)
                 if best[row] != BLANK_ID:
-                    out[b].score += float(logp[row, best[row]])
                     emitters.append(b)
                     tokens.append(int(best[row]))
                     break
-                out[b].score += float(logp[row, BLANK_ID])
                 _advance_frame(out[b])
                 frame[b] += 1
                 on_frame[b] = 0
+        # Normalised only on the rows the search took: the frames after a token are scored
+        # again against the new predictor output (the softmax over V is most of a call's cost).
+        chosen = log_softmax(logits[scored])[np.arange(len(scored)), best[scored]]
+        for b, log_prob in zip(owners, chosen, strict=True):
+            out[b].score += float(log_prob)
         _extend(runtime, [out[b] for b in emitters], tokens)
         for b in emitters:
             on_frame[b] += 1

@@ -93,12 +93,38 @@ def frame_features(frames: np.ndarray, config: FeatureConfig, warp: float = 1.0)
         frames = frames - frames.mean(axis=1, keepdims=True)
     previous = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
     frames = (frames - config.preemphasis * previous) * analysis_window(config)
-    power = np.abs(np.fft.rfft(frames, n=config.n_fft, axis=1)) ** 2
-    # Row by row, so that a frame's value cannot depend on how many frames share the call
-    # (BLAS may change its summation order with the matrix shape).
-    filterbank = mel_filterbank(config, warp)
-    mel = np.stack([row @ filterbank for row in power]) if len(power) else power[:, :0]
+    spectrum = np.fft.rfft(frames, n=config.n_fft, axis=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    mel = apply_filterbank(power, config, warp)
     return np.log(np.maximum(mel, LOG_FLOOR)).astype(np.float32).reshape(-1, config.num_mel_bins)
+
+
+@functools.lru_cache(maxsize=64)
+def _sparse_filterbank(
+    config: FeatureConfig, warp: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`mel_filterbank`'s non-zero weights in order of mel bin, then FFT bin: (the FFT bin of
+    each, the weights, where each non-empty mel bin's run starts, the non-empty mel bins)."""
+    filterbank = mel_filterbank(config, warp).astype(np.float64)
+    mel_bins, fft_bins = np.nonzero(filterbank.T)
+    nonempty = np.unique(mel_bins)
+    return fft_bins, filterbank[fft_bins, mel_bins], np.searchsorted(mel_bins, nonempty), nonempty
+
+
+def apply_filterbank(power: np.ndarray, config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
+    """Power spectra (N, n_fft // 2 + 1) -> mel energies (N, num_mel_bins), float64.
+
+    Each mel triangle covers a few FFT bins, so the weighted bins are summed run by run
+    (`add.reduceat`, about 2% of a dense product's multiplications) along each row alone: a
+    frame's value cannot depend on how many frames share the call, which a BLAS product
+    does not promise (it may change its summation order with the matrix shape). A triangle
+    narrower than the FFT's bin spacing can hold no bin: its energy is 0.
+    """
+    fft_bins, weights, starts, nonempty = _sparse_filterbank(config, warp)
+    mel = np.zeros((len(power), config.num_mel_bins))
+    if len(power):
+        mel[:, nonempty] = np.add.reduceat(power[:, fft_bins] * weights, starts, axis=1)
+    return mel
 
 
 def stack(features: np.ndarray, stack_frames: int) -> np.ndarray:

@@ -67,12 +67,18 @@ def dev_corpus(config: RunConfig) -> list[Utterance]:
     return utterances[: config.data.dev_max_utterances or None]
 
 
-def prepare_tokenizer(config: RunConfig, utterances: list[Utterance]) -> Tokenizer:
-    """The run's tokenizer: reuse `<run>/tokenizer.model`, else train one on `utterances`."""
+def prepare_tokenizer(
+    config: RunConfig, utterances: list[Utterance], init: dict[str, Any] | None = None
+) -> Tokenizer:
+    """The run's tokenizer: reuse `<run>/tokenizer.model`, else the one of the checkpoint `init`
+    starts from, else train one on `utterances`."""
     path = config.run_dir / TOKENIZER_FILE
     if path.is_file():
         return Tokenizer.load(path)
-    tokenizer = Tokenizer.train(sorted({u.text for u in utterances}), config.tokenizer)
+    if init is not None:
+        tokenizer = Tokenizer(init["tokenizer"])
+    else:
+        tokenizer = Tokenizer.train(sorted({u.text for u in utterances}), config.tokenizer)
     path.parent.mkdir(parents=True, exist_ok=True)
     tokenizer.save(path)
     return tokenizer
@@ -111,9 +117,12 @@ class Trainer:
             torch.device("cuda", self.dist.rank) if torch.cuda.is_available() else torch.device("cpu")
         )
         train_utterances = training_corpus(config)
-        self.tokenizer = prepare_tokenizer(config, train_utterances)
+        init = ckpt.read_checkpoint(config.train.init_checkpoint) if config.train.init_checkpoint else None
+        self.tokenizer = prepare_tokenizer(config, train_utterances, init)
         self.config, self.model = build_model(config, self.tokenizer)
-        if self.config.model.input_norm == "global":
+        if init is not None:
+            ckpt.load_weights(self.model, init, config.train.init_checkpoint)
+        elif self.config.model.input_norm == "global":
             mean, std = feature_statistics(train_utterances, self.config.feature, STATISTICS_UTTERANCES)
             norm = self.model.encoder.input_norm
             assert isinstance(norm, GlobalNorm)

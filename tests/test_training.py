@@ -202,3 +202,26 @@ def test_training_benchmark_compares_losses_on_the_same_batches(tmp_path: Path, 
     bad = _benchmark_training(tmp_path, tiny_corpus, "--variants=pruned:1")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "expected 'full' or 'pruned:R' with R >= 2" in bad.stderr
+
+
+def test_init_checkpoint_starts_from_its_weights_and_tokenizer(tmp_path: Path, tiny_corpus: Path) -> None:
+    config = tiny_run_config(tmp_path, tiny_corpus, max_steps=2, checkpoint_every=2)
+    source = _trainer(config, "source")
+    source.fit()
+    source_path = ckpt.step_checkpoints(source.models_dir)[-1]
+    # A tokenizer setting this run would otherwise train differently: the checkpoint's wins.
+    tuned_config = dataclasses.replace(
+        config,
+        tokenizer=dataclasses.replace(config.tokenizer, tokenizer_kind="bpe", vocab_size=40),
+        train=dataclasses.replace(config.train, init_checkpoint=str(source_path)),
+    )
+    tuned = _trainer(tuned_config, "tuned")
+    assert tuned.tokenizer.model_proto == source.tokenizer.model_proto
+    assert (tuned.config.run_dir / "tokenizer.model").read_bytes() == tuned.tokenizer.model_proto
+    for name, tensor in source.model.state_dict().items():
+        assert torch.equal(tuned.model.state_dict()[name], tensor), name
+    assert tuned.state.step == 0
+
+    wider = dataclasses.replace(tuned_config, model=dataclasses.replace(config.model, encoder_hidden=64))
+    with pytest.raises(ckpt.CheckpointError, match=r"another model than this run's: encoder_hidden=48"):
+        _trainer(wider, "wider")
