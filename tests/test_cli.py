@@ -84,6 +84,12 @@ def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny
     _assert_clean_failure(_run("--mode=eval", f"--checkpoint={garbage}"), "not a readable checkpoint")
 
     checkpoint = next((tmp_path / "logs" / "smoke" / "models").glob("*.pt"))
+    tuned = [*data, "--name=tuned"]
+    _assert_clean_failure(
+        _smoke(tmp_path, *tuned, f"--init_checkpoint={tmp_path / 'x.pt'}"), "no such checkpoint"
+    )
+    result = _smoke(tmp_path, *tuned, f"--init_checkpoint={checkpoint}", "--encoder_layers=3")
+    _assert_clean_failure(result, "another model than this run's: encoder_layers=")
     utterances = read_librispeech(tiny_corpus / "dev")
     lines = [{"id": u.id, "audio": u.audio, "text": u.text, "duration": u.duration} for u in utterances]
     missing = [
