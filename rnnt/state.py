@@ -28,7 +28,12 @@ def _concat(parts: Sequence[Any]) -> Any:
 
 
 def stack_states(states: Sequence[LstmState]) -> LstmState:
-    """Batch per-stream states (num_layers, b_i, H) into one (num_layers, sum b_i, H)."""
+    """Batch per-stream states (num_layers, b_i, H) into one (num_layers, sum b_i, H).
+
+    States are never written in place, so a single state is returned as it is (a single
+    stream's every encoder and predictor call would otherwise copy it)."""
+    if len(states) == 1:
+        return states[0]
     return LstmState(_concat([s.h for s in states]), _concat([s.c for s in states]))
 
 
@@ -38,5 +43,8 @@ def unstack_states(state: LstmState) -> list[LstmState]:
 
 
 def select_state(state: LstmState, index: Any) -> LstmState:
-    """The streams `index` (an int list or array) of a batched state."""
+    """The streams `index` (an int list or array) of a batched state; a batch of one stream
+    selected whole is returned as it is (see `stack_states`)."""
+    if state.h.shape[1] == 1 and len(index) == 1:
+        return state
     return LstmState(state.h[:, index], state.c[:, index])
