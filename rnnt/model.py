@@ -13,6 +13,7 @@ from typing import NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from rnnt.config import BLANK_ID, ModelConfig
 from rnnt.state import LstmState
@@ -20,30 +21,57 @@ from rnnt.state import LstmState
 STEPWISE_MAX_BATCH = 8  # largest batch for which `run_lstm`'s step loop beats nn.LSTM on a CPU
 
 
+def _inference_only() -> bool:
+    """No autograd and no ONNX export: the hand-written inference paths below may run."""
+    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    return not torch.is_grad_enabled() and not exporting
+
+
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`F.linear`, computed by oneDNN for float32 inference on the CPU.
+
+    PyTorch sends float32 CPU products to MKL, whose kernels on the project's AMD machine
+    ran the batch-1 (1 x 1024) @ (1024 x 4096) product of a streaming LSTM step at 57 GB/s,
+    against 130 GB/s through oneDNN (`mkldnn._linear_pointwise`, the op PyTorch's own compiler
+    emits for a linear layer); a 600 ms E6D2 encoder chunk took 33.6 against 15.5 ms. PyTorch
+    has no setting that sends float32 products to oneDNN. Training and export keep `F.linear`.
+    """
+    if _ONEDNN_LINEAR and x.dtype == torch.float32 and x.device.type == "cpu" and _inference_only():
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+def apply_linear(layer: nn.Linear, x: Tensor) -> Tensor:
+    """`layer(x)` through `linear`."""
+    return linear(x, layer.weight, layer.bias)
+
+
 def run_lstm(lstm: nn.LSTM, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """`lstm(x, state)` for a batch-first LSTM without projection.
 
     Without autograd (inference) and outside an ONNX export, the same arithmetic runs as a
-    loop of BLAS calls, one time step after another: written by hand because PyTorch's CPU
-    LSTM kernel (oneDNN) is about 3x slower on streaming chunks, 145 ms against 44 ms for one
-    600 ms chunk of the E6D2 encoder (6x1024) on this project's 2-core machine, 13 ms
-    against 2.6 ms for a 2x512 predictor step. Larger batches (offline evaluation) and
-    training keep `nn.LSTM`, which is faster there, and so does export (ONNX gets its LSTM
-    operator).
+    loop of `linear` products, one time step after another: written by hand because
+    PyTorch's CPU LSTM kernel (oneDNN) is about 3x slower on streaming chunks, 145 ms against
+    44 ms for one 600 ms chunk of the E6D2 encoder (6x1024) on an earlier 2-core machine of
+    this project, 13 ms against 2.6 ms for a 2x512 predictor step. Larger batches (offline
+    evaluation) and training keep `nn.LSTM`, which is faster there, and so does export (ONNX
+    gets its LSTM operator).
     """
-    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-    if torch.is_grad_enabled() or exporting or x.shape[0] > STEPWISE_MAX_BATCH:
+    if not _inference_only() or x.shape[0] > STEPWISE_MAX_BATCH:
         return lstm(x, state)
     h0, c0 = state
     hs, cs = [], []
     for layer in range(lstm.num_layers):
-        w_hh = getattr(lstm, f"weight_hh_l{layer}").t()
+        w_hh = getattr(lstm, f"weight_hh_l{layer}")
         bias = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}") if lstm.bias else None
-        x_gates = _input_gates(x, getattr(lstm, f"weight_ih_l{layer}"), bias)  # (B, T, 4H)
+        x_gates = linear(x, getattr(lstm, f"weight_ih_l{layer}"), bias)  # (B, T, 4H)
         h, c = h0[layer], c0[layer]
         outputs = []
         for t in range(x.shape[1]):
-            i, f, g, o = torch.addmm(x_gates[:, t], h, w_hh).chunk(4, dim=1)
+            i, f, g, o = (linear(h, w_hh) + x_gates[:, t]).chunk(4, dim=1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             outputs.append(h)
@@ -51,19 +79,6 @@ def run_lstm(lstm: nn.LSTM, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Te
         hs.append(h)
         cs.append(c)
     return x, (torch.stack(hs), torch.stack(cs))
-
-
-def _input_gates(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """`linear(x, weight, bias)` for (B, T, D) x, computed as weight @ x^T.
-
-    A chunk has few frames, and MKL's GEMM packs a transposed weight before a product with
-    few rows. Six (10 x 1024) @ (1024 x 4096) products took 16.4 ms as `linear` and 9.4 ms
-    in this form on this project's 2-core machine; a whole 600 ms E6D2 encoder chunk, 41.5
-    against 40.0 ms (medians of 150, interleaved).
-    """
-    rows = x.reshape(-1, x.shape[-1])
-    gates = torch.mm(weight, rows.t()) if bias is None else torch.addmm(bias[:, None], weight, rows.t())
-    return gates.t().reshape(*x.shape[:-1], weight.shape[0])
 
 
 def _zeros(num_layers: int, batch_size: int, hidden: int, like: Tensor) -> LstmState:
@@ -133,7 +148,7 @@ class Encoder(nn.Module):
             x = self.dropout(norm(y + x if i > 0 else y))
             if i + 1 == self.config.reduction_after:
                 x = self._reduce_time(x)
-        return self.proj(x), LstmState(torch.cat(hs), torch.cat(cs))
+        return apply_linear(self.proj, x), LstmState(torch.cat(hs), torch.cat(cs))
 
     def _reduce_time(self, x: Tensor) -> Tensor:
         factor = self.config.time_reduction
@@ -164,7 +179,7 @@ class Predictor(nn.Module):
     def forward(self, tokens: Tensor, state: LstmState) -> tuple[Tensor, LstmState]:
         """(B, U) token ids and state -> (B, U, predictor_output) and the new state."""
         y, (h, c) = run_lstm(self.lstm, self.dropout(self.embed(tokens)), (state.h, state.c))
-        return self.dropout(self.proj(y)), LstmState(h, c)
+        return self.dropout(apply_linear(self.proj, y)), LstmState(h, c)
 
 
 class Joint(nn.Module):
@@ -182,7 +197,7 @@ class Joint(nn.Module):
 
     def combine(self, enc: Tensor, pred: Tensor) -> Tensor:
         """Logits from already projected (..., joint_dim) encoder and predictor vectors."""
-        return self.out(torch.tanh(enc + pred))
+        return apply_linear(self.out, torch.tanh(enc + pred))
 
 
 class SimpleJoint(nn.Module):
@@ -260,12 +275,12 @@ class Transducer(nn.Module):
     def search_encode(self, features: Tensor, state: LstmState) -> tuple[Tensor, LstmState]:
         """(B, T, D) features and state -> (B, T', joint_dim) projected frames and the new state."""
         out, new_state = self.encoder(features, state)
-        return self.joint.enc_proj(out), new_state
+        return apply_linear(self.joint.enc_proj, out), new_state
 
     def search_predict(self, tokens: Tensor, state: LstmState) -> tuple[Tensor, LstmState]:
         """(B, U) tokens and state -> (B, U, joint_dim) projected predictor outputs and the new state."""
         out, new_state = self.predictor(tokens, state)
-        return self.joint.pred_proj(out), new_state
+        return apply_linear(self.joint.pred_proj, out), new_state
 
     def search_join(self, enc: Tensor, pred: Tensor) -> Tensor:
         """`search_encode` and `search_predict` vectors -> (..., V) logits; equals `join` of the
