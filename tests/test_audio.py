@@ -10,7 +10,7 @@ import pytest
 
 from rnnt.audio import AudioError, load_audio
 
-from .conftest import REAL_AUDIO
+from .conftest import REAL_AUDIO, needs_real_audio
 
 SAMPLE_RATE = 16000
 DURATION_TOLERANCE = 0.01  # relative
@@ -27,7 +27,7 @@ REAL_FILES = {
 }
 
 
-@pytest.mark.skipif(not REAL_AUDIO.is_dir(), reason=f"{REAL_AUDIO} not present")
+@needs_real_audio
 @pytest.mark.parametrize("name", sorted(REAL_FILES))
 def test_real_files_load_as_mono_16k(name: str) -> None:
     samples = load_audio(REAL_AUDIO / name, SAMPLE_RATE)
@@ -38,7 +38,7 @@ def test_real_files_load_as_mono_16k(name: str) -> None:
     assert np.sqrt(np.mean(samples**2)) > 1e-3  # not silence
 
 
-@pytest.mark.skipif(not REAL_AUDIO.is_dir(), reason=f"{REAL_AUDIO} not present")
+@needs_real_audio
 def test_every_real_file_is_covered() -> None:
     audio = {p.name for p in REAL_AUDIO.iterdir() if p.suffix != ".md"}
     assert audio == set(REAL_FILES)

@@ -13,14 +13,13 @@ from rnnt.audio import load_audio
 from rnnt.config import FeatureConfig
 from rnnt.features import StreamingFeatures, compute_features
 
-from .conftest import REAL_AUDIO
+from .conftest import REAL_AUDIO, needs_real_audio
 
 SAMPLE_RATE = 16000
 INT16_SCALE = 32768.0  # Kaldi works on int16-scaled samples; both sides get the same scaling
 SPEECH_FILES = ("jfk.flac", "Lab41-SRI-VOiCES-src-sp0307-ch127535-sg0042.wav", "LJ002-0020.wav")
 NUM_SAMPLES = 6000  # a short excerpt keeps the 1-sample chunking fast
 
-needs_real_audio = pytest.mark.skipif(not REAL_AUDIO.is_dir(), reason=f"{REAL_AUDIO} not present")
 
 ChunkSizes = Callable[[np.random.Generator, int, FeatureConfig], list[int]]
 

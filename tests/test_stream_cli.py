@@ -21,7 +21,7 @@ from rnnt.model import Transducer
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.tokenizer import Tokenizer
 
-from .conftest import REAL_AUDIO, REPO, tiny_model_config
+from .conftest import REAL_AUDIO, REPO, needs_real_audio, tiny_model_config
 from .test_streaming import BLANK_BIAS, JOINT_GAIN, PREDICTOR_GAIN, TEXTS
 
 RECORDINGS = ["jfk.flac", "common_voice_en_651325.mp3"]  # 44.1 kHz stereo flac; 48 kHz mp3
@@ -59,6 +59,7 @@ def offline_text(checkpoint: Path, audio: Path, decode: DecodeConfig) -> str:
     return bundle.tokenizer.decode(hyp.tokens)
 
 
+@needs_real_audio
 @pytest.mark.parametrize("recording", RECORDINGS)
 def test_jsonl_events_equal_offline_decoding(checkpoint: Path, recording: str) -> None:
     audio = REAL_AUDIO / recording
@@ -81,6 +82,7 @@ def test_jsonl_events_equal_offline_decoding(checkpoint: Path, recording: str) -
     assert times == sorted(times) and finals[0]["end"] <= soundfile.info(str(audio)).duration + 1e-3
 
 
+@needs_real_audio
 def test_text_output_off_a_terminal_is_the_finals(checkpoint: Path) -> None:
     audio = REAL_AUDIO / "jfk.flac"
     result = run_stream(f"--model={checkpoint}", f"--input={audio}", "--chunk_ms=240")
