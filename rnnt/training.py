@@ -117,11 +117,15 @@ class Trainer:
             torch.device("cuda", self.dist.rank) if torch.cuda.is_available() else torch.device("cpu")
         )
         train_utterances = training_corpus(config)
-        init = ckpt.read_checkpoint(config.train.init_checkpoint) if config.train.init_checkpoint else None
+        # Only a new run starts from it: a resumed one restores its own weights, even if the
+        # checkpoint it started from has gone since.
+        fresh = not ckpt.step_checkpoints(config.run_dir / "models")
+        init_path = config.train.init_checkpoint
+        init = ckpt.read_checkpoint(init_path) if init_path and fresh else None
         self.tokenizer = prepare_tokenizer(config, train_utterances, init)
         self.config, self.model = build_model(config, self.tokenizer)
         if init is not None:
-            ckpt.load_weights(self.model, init, config.train.init_checkpoint)
+            ckpt.load_weights(self.model, init, init_path)
         elif self.config.model.input_norm == "global":
             mean, std = feature_statistics(train_utterances, self.config.feature, STATISTICS_UTTERANCES)
             norm = self.model.encoder.input_norm

@@ -221,7 +221,10 @@ def test_init_checkpoint_starts_from_its_weights_and_tokenizer(tmp_path: Path, t
     for name, tensor in source.model.state_dict().items():
         assert torch.equal(tuned.model.state_dict()[name], tensor), name
     assert tuned.state.step == 0
-
     wider = dataclasses.replace(tuned_config, model=dataclasses.replace(config.model, encoder_hidden=64))
     with pytest.raises(ckpt.CheckpointError, match=r"another model than this run's: encoder_hidden=48"):
         _trainer(wider, "wider")
+    tuned.fit()
+    source_path.unlink()  # resuming the fine-tuned run needs only its own checkpoints
+    resumed = _trainer(tuned_config, "tuned")
+    assert resumed.resume_latest() and resumed.state.step == tuned.state.step
