@@ -30,6 +30,7 @@ BYTES_PER_PARAMETER = {"fp32": 4, "bf16": 2, "int8": 1}  # weight bytes an encod
 MEMORY_PROBE_BYTES = 256 << 20  # matrix size for the memory bandwidth probe (far larger than any cache)
 PROBE_COLUMNS = 1024
 PERCENTILE_HIGH = 95
+FLOOR_DIGITS = 4  # significant figures of the floor columns
 # Pause before each variant's utterance: ONNX Runtime's idle workers spin after a call, and
 # the next variant's first chunks would pay for it (OpenVINO's E6D2 encoder p95: 70.6 ms
 # interleaved with ONNX Runtime, 41.5 ms streamed alone).
@@ -232,9 +233,10 @@ def summarize(
         ),
         "chunk_ms": chunk_ms,
         "size_mb": round(size_bytes / 1e6, 2),
-        "encoder_floor_ms": round(floor_ms, 3),
+        # Significant figures, not decimals: a tiny model's floor on a fast host is under 1 us.
+        "encoder_floor_ms": float(f"{floor_ms:.{FLOOR_DIGITS}g}"),
         "encoder_x_floor": round(float(np.median(encoder_ms)) / floor_ms, 2),
-        "encoder_step_floor_ms": round(step_floor_ms, 3),
+        "encoder_step_floor_ms": float(f"{step_floor_ms:.{FLOOR_DIGITS}g}"),
         "encoder_x_step_floor": round(float(np.median(encoder_ms)) / step_floor_ms, 2),
     }
 
