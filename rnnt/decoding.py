@@ -116,29 +116,36 @@ def greedy_search(
     active = [b for b in range(len(out)) if lengths[b] > 0]
     while active:
         spans = [min(lengths[b] - frame[b], GREEDY_LOOKAHEAD) for b in active]
-        enc = np.concatenate(
-            [encoder_out[b, frame[b] : frame[b] + n] for b, n in zip(active, spans, strict=True)]
-        )
-        pred = np.repeat(np.stack([out[b].predictor_out for b in active]), spans, axis=0)
+        if len(active) == 1:  # a live stream's every call: one slice and one copy
+            b = active[0]
+            enc = encoder_out[b, frame[b] : frame[b] + spans[0]]
+            pred = np.repeat(out[b].predictor_out[None], spans[0], axis=0)
+        else:
+            enc = np.concatenate(
+                [encoder_out[b, frame[b] : frame[b] + n] for b, n in zip(active, spans, strict=True)]
+            )
+            pred = np.repeat(np.stack([out[b].predictor_out for b in active]), spans, axis=0)
         logits = _logits(runtime, enc, pred, config)
-        best = logits.argmax(axis=1)
+        best = logits.argmax(axis=1).tolist()
         emitters, tokens, scored, owners = [], [], [], []
-        for b, rows in zip(active, np.split(np.arange(len(enc)), np.cumsum(spans)[:-1]), strict=True):
-            for row in rows:
+        start = 0
+        for b, span in zip(active, spans, strict=True):
+            for row in range(start, start + span):
                 scored.append(row)
                 owners.append(b)
                 if best[row] != BLANK_ID:
                     emitters.append(b)
-                    tokens.append(int(best[row]))
+                    tokens.append(best[row])
                     break
                 _advance_frame(out[b])
                 frame[b] += 1
                 on_frame[b] = 0
+            start += span
         # Normalised only on the rows the search took: the frames after a token are scored
         # again against the new predictor output (the softmax over V is most of a call's cost).
-        chosen = log_softmax(logits[scored])[np.arange(len(scored)), best[scored]]
-        for b, log_prob in zip(owners, chosen, strict=True):
-            out[b].score += float(log_prob)
+        chosen = log_softmax(logits[scored])[np.arange(len(scored)), [best[row] for row in scored]]
+        for b, log_prob in zip(owners, chosen.tolist(), strict=True):
+            out[b].score += log_prob
         _extend(runtime, [out[b] for b in emitters], tokens)
         for b in emitters:
             on_frame[b] += 1

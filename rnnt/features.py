@@ -12,6 +12,7 @@ reproduce the offline features exactly, frame for frame, whatever the chunking.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -83,35 +84,49 @@ def num_frames(num_samples: int, config: FeatureConfig) -> int:
     return 1 + (num_samples - config.win_length) // config.hop_length
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """What `frame_features` multiplies by, made once per configuration and warp."""
+
+    window: np.ndarray  # (win_length,) float64
+    fft_bins: np.ndarray  # the FFT bin of each non-zero filterbank weight, by mel bin then FFT bin
+    weights: np.ndarray  # those weights, float64
+    starts: np.ndarray  # where each non-empty mel bin's run of weights starts
+    nonempty: np.ndarray  # the mel bins with at least one weight
+
+
+@functools.lru_cache(maxsize=64)
+def _tables(config: FeatureConfig, warp: float) -> _Tables:
+    filterbank = mel_filterbank(config, warp).astype(np.float64)
+    mel_bins, fft_bins = np.nonzero(filterbank.T)
+    nonempty = np.unique(mel_bins)
+    window = analysis_window(config).astype(np.float64)
+    return _Tables(
+        window, fft_bins, filterbank[fft_bins, mel_bins], np.searchsorted(mel_bins, nonempty), nonempty
+    )
+
+
 def frame_features(frames: np.ndarray, config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     """Raw frames (N, win_length) -> log-mel frames (N, num_mel_bins), float32.
 
     Every output row depends only on its input row. `warp`: see `mel_filterbank`.
     """
+    return _log_mel(frames, config, _tables(config, warp))
+
+
+def _log_mel(frames: np.ndarray, config: FeatureConfig, tables: _Tables) -> np.ndarray:
     frames = frames.astype(np.float64)
     if config.feature_kind == "kaldi_fbank":
         frames = frames - frames.mean(axis=1, keepdims=True)
     previous = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
-    frames = (frames - config.preemphasis * previous) * analysis_window(config)
+    frames = (frames - config.preemphasis * previous) * tables.window
     spectrum = np.fft.rfft(frames, n=config.n_fft, axis=1)
     power = spectrum.real**2 + spectrum.imag**2
-    mel = apply_filterbank(power, config, warp)
+    mel = apply_filterbank(power, config, tables)
     return np.log(np.maximum(mel, LOG_FLOOR)).astype(np.float32).reshape(-1, config.num_mel_bins)
 
 
-@functools.lru_cache(maxsize=64)
-def _sparse_filterbank(
-    config: FeatureConfig, warp: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`mel_filterbank`'s non-zero weights in order of mel bin, then FFT bin: (the FFT bin of
-    each, the weights, where each non-empty mel bin's run starts, the non-empty mel bins)."""
-    filterbank = mel_filterbank(config, warp).astype(np.float64)
-    mel_bins, fft_bins = np.nonzero(filterbank.T)
-    nonempty = np.unique(mel_bins)
-    return fft_bins, filterbank[fft_bins, mel_bins], np.searchsorted(mel_bins, nonempty), nonempty
-
-
-def apply_filterbank(power: np.ndarray, config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
+def apply_filterbank(power: np.ndarray, config: FeatureConfig, tables: _Tables) -> np.ndarray:
     """Power spectra (N, n_fft // 2 + 1) -> mel energies (N, num_mel_bins), float64.
 
     Each mel triangle covers a few FFT bins, so the weighted bins are summed run by run
@@ -120,10 +135,10 @@ def apply_filterbank(power: np.ndarray, config: FeatureConfig, warp: float = 1.0
     does not promise (it may change its summation order with the matrix shape). A triangle
     narrower than the FFT's bin spacing can hold no bin: its energy is 0.
     """
-    fft_bins, weights, starts, nonempty = _sparse_filterbank(config, warp)
     mel = np.zeros((len(power), config.num_mel_bins))
     if len(power):
-        mel[:, nonempty] = np.add.reduceat(power[:, fft_bins] * weights, starts, axis=1)
+        weighted = power[:, tables.fft_bins] * tables.weights
+        mel[:, tables.nonempty] = np.add.reduceat(weighted, tables.starts, axis=1)
     return mel
 
 
@@ -140,7 +155,7 @@ def compute_features(samples: np.ndarray, config: FeatureConfig, warp: float = 1
     """
     if samples.ndim != 1:
         raise ValueError(f"expected mono samples of shape (S,), got {samples.shape}")
-    unstacked = compute_unstacked(samples, num_frames(len(samples), config), config, warp)
+    unstacked = compute_unstacked(samples, num_frames(len(samples), config), config, _tables(config, warp))
     return stack(unstacked, config.stack_frames)
 
 
@@ -154,12 +169,13 @@ class StreamingFeatures:
         self.config = config
         self._samples = np.zeros(0, dtype=np.float32)
         self._pending = np.zeros((0, config.num_mel_bins), dtype=np.float32)
+        self._tables = _tables(config, 1.0)  # looked up once: each lookup hashes the config
 
     def accept(self, samples: np.ndarray) -> np.ndarray:
         """Append mono samples (S,); return the model frames (T, D) they completed."""
         buffered = np.concatenate([self._samples, samples.astype(np.float32)])
         count = num_frames(len(buffered), self.config)
-        new = compute_unstacked(buffered, count, self.config)
+        new = compute_unstacked(buffered, count, self.config, self._tables)
         self._samples = buffered[count * self.config.hop_length :]
         pending = np.concatenate([self._pending, new])
         ready = stack(pending, self.config.stack_frames)
@@ -167,10 +183,9 @@ class StreamingFeatures:
         return ready
 
 
-def compute_unstacked(
-    samples: np.ndarray, count: int, config: FeatureConfig, warp: float = 1.0
-) -> np.ndarray:
+def compute_unstacked(samples: np.ndarray, count: int, config: FeatureConfig, tables: _Tables) -> np.ndarray:
     """The first `count` unstacked log-mel frames (count, F) of `samples`."""
-    starts = np.arange(count)[:, None] * config.hop_length
-    frames = samples[starts + np.arange(config.win_length)] if count else np.zeros((0, config.win_length))
-    return frame_features(frames, config, warp)
+    if not count:
+        return _log_mel(np.zeros((0, config.win_length)), config, tables)
+    windows = np.lib.stride_tricks.sliding_window_view(samples, config.win_length)
+    return _log_mel(windows[: count * config.hop_length : config.hop_length], config, tables)

@@ -156,6 +156,7 @@ class StreamingRecognizer:
         self.segment = 0  # index of the current segment
         self.segment_start = 0  # encoder frames before the current segment
         self._shown = ""  # the current segment's text in its last event
+        self._shown_tokens: list[int] = []  # and its tokens (a chunk without new ones skips decoding)
 
     def accept(self, samples: np.ndarray) -> list[CaptionEvent]:
         """Mono samples (S,) at the model's sample rate -> the events they cause."""
@@ -205,9 +206,13 @@ class StreamingRecognizer:
 
     def _partial(self) -> list[CaptionEvent]:
         """A partial event if the segment's text changed since its last event."""
-        if self.text() == self._shown:
+        if self.beam[0].tokens == self._shown_tokens:
             return []
-        self._shown = self.text()
+        self._shown_tokens = list(self.beam[0].tokens)
+        text = self.text()
+        if text == self._shown:
+            return []
+        self._shown = text
         return [self._event(PARTIAL)]
 
     def _close_segment(self) -> list[CaptionEvent]:
@@ -217,6 +222,7 @@ class StreamingRecognizer:
         self.segment_start += self.beam[0].num_frames
         self.beam = [self._start]
         self._shown = ""
+        self._shown_tokens = []
         return events
 
     def _event(self, kind: str) -> CaptionEvent:
