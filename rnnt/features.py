@@ -185,7 +185,11 @@ class StreamingFeatures:
 
 def compute_unstacked(samples: np.ndarray, count: int, config: FeatureConfig, tables: _Tables) -> np.ndarray:
     """The first `count` unstacked log-mel frames (count, F) of `samples`."""
-    if not count:
-        return _log_mel(np.zeros((0, config.win_length)), config, tables)
-    windows = np.lib.stride_tricks.sliding_window_view(samples, config.win_length)
-    return _log_mel(windows[: count * config.hop_length : config.hop_length], config, tables)
+    return _log_mel(samples[_frame_indices(count, config.hop_length, config.win_length)], config, tables)
+
+
+@functools.lru_cache(maxsize=16)
+def _frame_indices(count: int, hop_length: int, win_length: int) -> np.ndarray:
+    """(count, win_length) sample indices of the first `count` frames (a stream's chunks
+    need the same few counts again and again)."""
+    return np.arange(count)[:, None] * hop_length + np.arange(win_length)
