@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -18,12 +19,13 @@ import torch
 from rnnt.audio import load_audio
 from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
 from rnnt.config import DecodeConfig, FeatureConfig, TokenizerConfig
-from rnnt.decoding import Runtime, decode_features
+from rnnt.decoding import Runtime, decode_features, encode_utterances
 from rnnt.device import native_bf16
 from rnnt.export import ExportError, export, synthetic_speech
 from rnnt.features import compute_features
 from rnnt.model import Transducer
 from rnnt.runtimes import CONFIG_FILE, EXPORT_FORMAT, GRAPHS, ModelLoadError, is_current_export, load_model
+from rnnt.runtimes.ort import import_onnxruntime, process_pool_threads
 from rnnt.runtimes.ov import OpenVinoRuntime
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.tokenizer import Tokenizer
@@ -155,6 +157,24 @@ def test_greedy_transcripts_identical(backends: dict[str, Runtime], utterances: 
     assert any(transcripts["torch"])
     assert transcripts["onnx"] == transcripts["torch"]
     assert transcripts["openvino"] == transcripts["torch"]
+
+
+def test_a_second_onnx_thread_count_runs_on_the_process_pool(
+    exported: Path, utterances: list[np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    """ONNX Runtime has one thread pool per process and refuses sessions with pools of their
+    own once it exists: a runtime asking for another thread count loads, says so, and decodes
+    as the first one does."""
+    decode = DecodeConfig(suppress_unk=False)
+    first = load_model(exported, "onnx").runtime
+    pool = process_pool_threads(import_onnxruntime(), 0)
+    with caplog.at_level(logging.WARNING, logger="rnnt"):
+        other = load_model(exported, "onnx", threads=pool + 1).runtime
+    assert f"{pool + 1} intra-op threads asked for" in caplog.text
+    encoded = [encode_utterances(runtime, utterances)[0] for runtime in (first, other)]
+    np.testing.assert_array_equal(encoded[0], encoded[1])
+    transcripts = [[hyp.tokens for hyp in decode_features(r, utterances, decode)] for r in (first, other)]
+    assert transcripts[0] == transcripts[1] and any(transcripts[0])
 
 
 def test_int8_export_decodes(exported: Path, utterances: list[np.ndarray]) -> None:

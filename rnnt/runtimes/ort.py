@@ -6,6 +6,7 @@ numpy and onnxruntime only (no torch), so it deploys without PyTorch.
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import numpy as np
 from rnnt.config import ModelConfig
 from rnnt.runtimes import GRAPH_OUTPUTS, ModelLoadError, ZeroStates, as_float32, existing_graph_file
 from rnnt.state import LstmState
+
+log = logging.getLogger("rnnt")
 
 
 def import_onnxruntime() -> Any:
@@ -24,39 +27,43 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-_SHARED_POOL_THREADS: list[int] = []  # the process's shared intra-op pool size, once made
+_POOL_THREADS: list[int] = []  # intra-op threads of the process's ONNX Runtime pool, once made
 
 
-def shares_thread_pool(ort: Any, threads: int) -> bool:
-    """Whether a runtime asking for `threads` encoder threads runs on the process's shared pool.
+def process_pool_threads(ort: Any, threads: int) -> int:
+    """The intra-op threads of the process's ONNX Runtime thread pool, made by the first caller
+    with `threads` (0: one per physical core).
 
-    The first caller makes the pool (ONNX Runtime has one per process); a later runtime that
-    asks for another count gets pools of its own, as before the pool existed.
+    ONNX Runtime allows one such pool per process and then refuses sessions with pools of
+    their own, so a later caller asking for another count runs on it too (and is told).
     """
-    if not _SHARED_POOL_THREADS:
+    if not _POOL_THREADS:
         ort.set_global_thread_pool_sizes(threads, 1)
-        _SHARED_POOL_THREADS.append(threads)
-    return _SHARED_POOL_THREADS[0] == threads
+        _POOL_THREADS.append(threads)
+    elif threads != _POOL_THREADS[0]:
+        log.warning(
+            "onnxruntime: %s intra-op threads asked for, but this process's thread pool has %s "
+            "(made by its first ONNX Runtime model); running on it",
+            threads or "default",
+            _POOL_THREADS[0] or "default",
+        )
+    return _POOL_THREADS[0]
 
 
-def cpu_session(ort: Any, path: Path, threads: int, shared_pool: bool = False) -> Any:
-    """A CPU session on the process's shared thread pool, or on `threads` intra-op threads of
-    its own (0: one per physical core).
+def cpu_session(ort: Any, path: Path, threads: int) -> Any:
+    """A CPU session on the process's thread pool (`process_pool_threads`).
 
-    A runtime's three sessions share one pool. With a pool each, the encoder's workers kept
-    spinning after its call while the predictor and joint (one thread each, so that three
-    spinning pools did not fight over two cores) ran on the calling thread: E6D2_LARGE_Batch's
-    predictor call took 0.71 ms (median) against 0.37 ms on the shared, already awake pool,
-    the joint 0.34 against 0.17 ms; 35.4x against 39.5x real time in all.
+    All sessions share one pool. With a pool each, the encoder's workers kept spinning after
+    its call while the predictor and joint (one thread each, so that three spinning pools did
+    not fight over two cores) ran on the calling thread: E6D2_LARGE_Batch's predictor call took
+    0.71 ms (median) against 0.37 ms on the shared, already awake pool, the joint 0.34 against
+    0.17 ms; 35.4x against 39.5x real time in all.
     """
+    process_pool_threads(ort, threads)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if shared_pool:
-        options.use_per_session_threads = False
-    else:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+    options.use_per_session_threads = False
     options.log_severity_level = 3  # errors only
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -80,10 +87,9 @@ class OnnxRuntime(ZeroStates):
         self.config = config
         self.time_reduction = config.time_reduction
         graph = functools.partial(existing_graph_file, directory, "onnx", precision=precision)
-        shared = shares_thread_pool(ort, threads)
-        self._encoder = cpu_session(ort, graph("encoder"), threads, shared)
-        self._decoder = cpu_session(ort, graph("decoder"), 1, shared)
-        self._joint = cpu_session(ort, graph("joint"), 1, shared)
+        self._encoder = cpu_session(ort, graph("encoder"), threads)
+        self._decoder = cpu_session(ort, graph("decoder"), threads)
+        self._joint = cpu_session(ort, graph("joint"), threads)
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B, T, D) frames -> (B, T', J) and the new state."""
