@@ -33,7 +33,7 @@ _BACKEND = flags.DEFINE_string("backend", "torch", f"runtime: {', '.join(BACKEND
 _PRECISION = flags.DEFINE_string(
     "precision", "fp32", "fp32; int8 (onnx, needs export --int8); bf16 (openvino)"
 )
-_THREADS = flags.DEFINE_integer("threads", 0, "encoder intra-op threads (0: the backend's default)")
+_THREADS = flags.DEFINE_integer("threads", 0, "intra-op threads (0: the backend's default)")
 _INPUT = flags.DEFINE_string("input", "", "audio file to caption (any format, rate, channels)")
 _FORMAT = flags.DEFINE_string("format", "text", "text (captions as they form) or jsonl (one event a line)")
 _REALTIME = flags.DEFINE_bool("realtime", False, "feed the audio no faster than real time")

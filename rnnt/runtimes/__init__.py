@@ -89,10 +89,10 @@ def load_model(
 ) -> LoadedModel:
     """Load a checkpoint (torch) or an export directory (any backend).
 
-    `threads` sets the encoder's intra-op threads (0: the backend's default for this
-    machine). ONNX Runtime runs the predictor and joint on one thread (its idle pools spin,
-    and three spinning pools on two cores multiply latency); torch and OpenVINO run them
-    on the encoder's threads, which measured faster for both.
+    `threads` sets the intra-op threads (0: the backend's default for this machine); every
+    backend runs the predictor and joint on the encoder's threads, which measured faster for
+    each. ONNX Runtime has one pool per process, sized by its first model
+    (`rnnt.runtimes.ort.process_pool_threads`).
     """
     if backend not in BACKENDS:
         raise ModelLoadError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
