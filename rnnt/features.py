@@ -122,11 +122,11 @@ def _log_mel(frames: np.ndarray, config: FeatureConfig, tables: _Tables) -> np.n
     frames = (frames - config.preemphasis * previous) * tables.window
     spectrum = np.fft.rfft(frames, n=config.n_fft, axis=1)
     power = spectrum.real**2 + spectrum.imag**2
-    mel = apply_filterbank(power, config, tables)
+    mel = _apply_filterbank(power, config, tables)
     return np.log(np.maximum(mel, LOG_FLOOR)).astype(np.float32).reshape(-1, config.num_mel_bins)
 
 
-def apply_filterbank(power: np.ndarray, config: FeatureConfig, tables: _Tables) -> np.ndarray:
+def _apply_filterbank(power: np.ndarray, config: FeatureConfig, tables: _Tables) -> np.ndarray:
     """Power spectra (N, n_fft // 2 + 1) -> mel energies (N, num_mel_bins), float64.
 
     Each mel triangle covers a few FFT bins, so the weighted bins are summed run by run
@@ -155,7 +155,10 @@ def compute_features(samples: np.ndarray, config: FeatureConfig, warp: float = 1
     """
     if samples.ndim != 1:
         raise ValueError(f"expected mono samples of shape (S,), got {samples.shape}")
-    unstacked = compute_unstacked(samples, num_frames(len(samples), config), config, _tables(config, warp))
+    count = num_frames(len(samples), config)
+    unstacked = _log_mel(
+        samples[frame_indices(count, config.hop_length, config.win_length)], config, _tables(config, warp)
+    )
     return stack(unstacked, config.stack_frames)
 
 
@@ -175,7 +178,8 @@ class StreamingFeatures:
         """Append mono samples (S,); return the model frames (T, D) they completed."""
         buffered = np.concatenate([self._samples, samples.astype(np.float32)])
         count = num_frames(len(buffered), self.config)
-        new = compute_unstacked(buffered, count, self.config, self._tables)
+        indices = _streaming_frame_indices(count, self.config.hop_length, self.config.win_length)
+        new = _log_mel(buffered[indices], self.config, self._tables)
         self._samples = buffered[count * self.config.hop_length :]
         pending = np.concatenate([self._pending, new])
         ready = stack(pending, self.config.stack_frames)
@@ -183,13 +187,11 @@ class StreamingFeatures:
         return ready
 
 
-def compute_unstacked(samples: np.ndarray, count: int, config: FeatureConfig, tables: _Tables) -> np.ndarray:
-    """The first `count` unstacked log-mel frames (count, F) of `samples`."""
-    return _log_mel(samples[_frame_indices(count, config.hop_length, config.win_length)], config, tables)
-
-
-@functools.lru_cache(maxsize=16)
-def _frame_indices(count: int, hop_length: int, win_length: int) -> np.ndarray:
-    """(count, win_length) sample indices of the first `count` frames (a stream's chunks
-    need the same few counts again and again)."""
+def frame_indices(count: int, hop_length: int, win_length: int) -> np.ndarray:
+    """(count, win_length) sample indices of the first `count` frames."""
     return np.arange(count)[:, None] * hop_length + np.arange(win_length)
+
+
+# A stream's chunks need the same few frame counts again and again (keyed by ints: hashing the
+# config costs more than the indices); offline utterances each their own, so they are not cached.
+_streaming_frame_indices = functools.lru_cache(maxsize=8)(frame_indices)
