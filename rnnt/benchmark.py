@@ -80,6 +80,7 @@ class Variant:
     chunk_latency_s: list[float] = field(default_factory=list)
     busy_s: float = 0.0
     audio_s: float = 0.0
+    utterance_busy_s: list[float] = field(default_factory=list)  # each utterance's decoding time
     transcripts: list[str] = field(default_factory=list)
 
     @property
@@ -108,7 +109,9 @@ def stream_utterance(variant: Variant, samples: np.ndarray, chunk_samples: int) 
         finals += [e.text for e in events if e.kind == "final"]
     began = time.perf_counter()
     finals += [e.text for e in variant.recognizer.finish() if e.kind == "final"]
-    variant.busy_s += busy + time.perf_counter() - began
+    busy += time.perf_counter() - began
+    variant.busy_s += busy
+    variant.utterance_busy_s.append(busy)
     variant.audio_s += len(samples) / variant.loaded.features.sample_rate
     variant.transcripts.append(" ".join(finals))
 
@@ -203,10 +206,33 @@ def lstm_step_floor_ms(
     return 1000 * seconds * bytes_per_parameter
 
 
+def reference_variant(variants: Sequence[Variant]) -> Variant:
+    """The variant the others' paired speed is relative to: ONNX Runtime fp32, else the first."""
+    return next((v for v in variants if (v.backend, v.precision) == ("onnx", "fp32")), variants[0])
+
+
+def paired_speed(variant: Variant, reference: Variant) -> float:
+    """The median over utterances of `reference`'s time / `variant`'s time (> 1: faster).
+
+    Every variant decodes an utterance right after the others (`run_interleaved`), so each
+    ratio compares the two at one moment of the machine; throughput over the whole run also
+    carries the machine's swings (this 2-core VM's memory bandwidth moved 38-70 GB/s within
+    20 minutes) and whichever variant they hit harder.
+    """
+    ratios = np.asarray(reference.utterance_busy_s) / np.asarray(variant.utterance_busy_s)
+    return round(float(np.median(ratios)), 3)
+
+
 def summarize(
-    variant: Variant, references: Sequence[str] | None, bandwidth: Bandwidth, size_bytes: int, chunk_ms: float
+    variant: Variant,
+    references: Sequence[str] | None,
+    bandwidth: Bandwidth,
+    size_bytes: int,
+    chunk_ms: float,
+    reference: Variant,
 ) -> dict[str, float | str | None]:
-    """One table row: accuracy, per-call times, throughput, latency, size, floors."""
+    """One table row: accuracy, per-call times, throughput, paired speed against
+    `reference`, latency, size, floors."""
     calls = {name: 1000 * np.asarray(times) for name, times in variant.timed.calls.items()}
     encoder_ms = calls.get("encoder", np.zeros(1))
     config, weight_bytes = variant.loaded.model, BYTES_PER_PARAMETER[variant.precision]
@@ -228,6 +254,7 @@ def summarize(
         "joint_calls": len(calls.get("joint", [])),
         "audio_s_per_s": round(variant.audio_s / variant.busy_s, 2),
         "real_time_factor": round(variant.busy_s / variant.audio_s, 4),
+        "speed_vs_reference": paired_speed(variant, reference),
         "chunk_latency_ms_p95": round(
             1000 * float(np.percentile(variant.chunk_latency_s, PERCENTILE_HIGH)), 2
         ),

@@ -289,6 +289,8 @@ def test_benchmark_compares_every_runtime_in_one_run(
         assert row["encoder_floor_ms"] > 0 and row["encoder_step_floor_ms"] > 0
         assert row["joint_calls"] > 0
     assert rows["onnx:int8"]["size_mb"] < rows["onnx:fp32"]["size_mb"]
+    assert result["paired_reference"] == "onnx fp32" and rows["onnx:fp32"]["speed_vs_reference"] == 1.0
+    assert all(row["speed_vs_reference"] > 0 for row in rows.values())
     bf16_floor, fp32_floor = (
         rows["openvino:bf16"]["encoder_floor_ms"],
         rows["openvino:fp32"]["encoder_floor_ms"],

@@ -59,6 +59,7 @@ COLUMNS = (
     ("joint_ms_median", "joint ms", "{:.3f}"),
     ("audio_s_per_s", "x real time", "{:.1f}"),
     ("real_time_factor", "RTF", "{:.4f}"),
+    ("speed_vs_reference", "x ref (paired)", "{:.3f}"),
     ("chunk_latency_ms_p95", "lat p95 ms", "{:.1f}"),
     ("size_mb", "MB", "{:.1f}"),
     ("peak_rss_mb", "RSS MB", "{}"),
@@ -149,11 +150,12 @@ def main(argv: list[str]) -> None:
         return
     bandwidth = benchmark.Bandwidth.measure(variants[0].loaded.model)
     scored = None if _ARCHITECTURE.value else references
+    reference = benchmark.reference_variant(variants)
     rows = []
     for variant in variants:
         source = variant_source(variant.backend, checkpoint, export_dir)
         size = benchmark.model_bytes(source, variant.backend, variant.precision)
-        row = benchmark.summarize(variant, scored, bandwidth, size, stream.chunk_ms)
+        row = benchmark.summarize(variant, scored, bandwidth, size, stream.chunk_ms, reference)
         row["peak_rss_mb"] = round(peak_rss_mb(f"{variant.backend}:{variant.precision}"))
         rows.append(row)
     shown = [
@@ -163,11 +165,18 @@ def main(argv: list[str]) -> None:
     print(benchmark.format_table(shown, COLUMNS))
     same = len({tuple(v.transcripts) for v in variants if v.precision == "fp32"}) == 1
     print(
+        f"x ref (paired): median over utterances of {reference.name}'s time / the row's; "
         f"fp32 transcripts identical across runtimes: {same}; fp32 matrix-vector bandwidth: "
         f"memory {bandwidth.memory / 1e9:.1f} GB/s, recurrent matrix {bandwidth.recurrent / 1e9:.1f} GB/s"
     )
     output = Path(_OUTPUT.value or Path(_WORK_DIR.value) / f"{name}.json")
-    summary = {"model": name, "utterances": len(samples), "fp32_transcripts_identical": same, "rows": rows}
+    summary = {
+        "model": name,
+        "utterances": len(samples),
+        "fp32_transcripts_identical": same,
+        "paired_reference": reference.name,
+        "rows": rows,
+    }
     bandwidths = {
         "memory_bandwidth_gb_s": round(bandwidth.memory / 1e9, 2),
         "recurrent_bandwidth_gb_s": round(bandwidth.recurrent / 1e9, 2),
