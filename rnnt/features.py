@@ -86,7 +86,7 @@ def num_frames(num_samples: int, config: FeatureConfig) -> int:
 
 @dataclass(frozen=True)
 class _Tables:
-    """What `frame_features` multiplies by, made once per configuration and warp."""
+    """What `_log_mel` multiplies by, made once per configuration and warp (see `mel_filterbank`)."""
 
     window: np.ndarray  # (win_length,) float64
     fft_bins: np.ndarray  # the FFT bin of each non-zero filterbank weight, by mel bin then FFT bin
@@ -106,15 +106,11 @@ def _tables(config: FeatureConfig, warp: float) -> _Tables:
     )
 
 
-def frame_features(frames: np.ndarray, config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
+def _log_mel(frames: np.ndarray, config: FeatureConfig, tables: _Tables) -> np.ndarray:
     """Raw frames (N, win_length) -> log-mel frames (N, num_mel_bins), float32.
 
-    Every output row depends only on its input row. `warp`: see `mel_filterbank`.
+    Every output row depends only on its input row (what makes streaming equal offline).
     """
-    return _log_mel(frames, config, _tables(config, warp))
-
-
-def _log_mel(frames: np.ndarray, config: FeatureConfig, tables: _Tables) -> np.ndarray:
     frames = frames.astype(np.float64)
     if config.feature_kind == "kaldi_fbank":
         frames = frames - frames.mean(axis=1, keepdims=True)
