@@ -108,13 +108,14 @@ def plain_stack_encoders(
     shape: StackShape, work_dir: Path, bandwidth: benchmark.Bandwidth, threads: int
 ) -> list[TimedEncoder]:
     """The stack on ONNX Runtime (fp32, int8) and OpenVINO (fp32), exported first if needed."""
-    from rnnt.runtimes.ort import cpu_session, import_onnxruntime
+    from rnnt.runtimes.ort import cpu_session, import_onnxruntime, process_pool_threads
     from rnnt.runtimes.ov import CompiledGraph, import_openvino
 
     export_plain_stack(shape, work_dir)
+    process_pool_threads(import_onnxruntime(), threads)
 
     def onnx_step(graph: Path) -> Step:
-        session = cpu_session(import_onnxruntime(), graph, threads)
+        session = cpu_session(import_onnxruntime(), graph)
 
         def step(x: np.ndarray, state: LstmState) -> LstmState:
             _, h, c = session.run(None, {"features": x, "h": state.h, "c": state.c})
