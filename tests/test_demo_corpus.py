@@ -139,3 +139,42 @@ def test_cross_sets_speak_one_splits_sentences_with_anothers_speakers(corpus: Pa
             assert speaker_split[flac.parent.parent.name] == voice_split
             audio, rate = sf.read(flac, dtype="float32")
             assert rate == SAMPLE_RATE and np.sqrt(np.mean(audio**2)) > MIN_RMS
+
+
+@pytest.mark.skipif(
+    shutil.which("text2wave") is None, reason="festival not installed (run tools/setup_system.sh)"
+)
+@pytest.mark.parametrize("voice", ["ked_diphone", "cmu_us_slt_arctic_hts"])
+def test_festival_voice_speaks_at_the_asked_duration_stretch(voice: str, tmp_path: Path) -> None:
+    from rnnt.demo_corpus.voices import synthesize
+
+    text = tmp_path / "text.txt"
+    text.write_text("The heart has its reasons which reason knows nothing of.\n")
+    seconds = []
+    for stretch in (0.8, 1.25):
+        wav = tmp_path / f"{stretch}.wav"
+        synthesize("festival", voice, "", stretch, 110.0, text, wav)
+        audio, rate = sf.read(wav, dtype="float32")
+        assert float(np.sqrt(np.mean(audio**2))) > MIN_RMS
+        seconds.append(len(audio) / rate)
+    assert seconds[1] > 1.3 * seconds[0]
+
+
+def test_festival_voices_speak_in_train_only() -> None:
+    from rnnt.demo_corpus.voices import make_speakers, split_combinations
+
+    pool = {
+        "espeak_voices": ["en-us", "en-gb"],
+        "espeak_variants": ["", *(f"m{i}" for i in range(1, 8))],
+        "flite_voices": ["kal", "awb", "rms", "slt"],
+        "festival_voices": ["ked_diphone", "cmu_us_slt_arctic_hts"],
+    }
+    combinations = split_combinations(pool, seed=0)
+    engines = {split: {engine for engine, _, _ in combos} for split, combos in combinations.items()}
+    assert engines == {
+        "train": {"espeak-ng", "flite", "festival"},
+        "dev": {"espeak-ng", "flite"},
+        "test": {"espeak-ng", "flite"},
+    }
+    speakers = make_speakers("train", combinations["train"], 80, seed=0)
+    assert sum(s.engine == "festival" for s in speakers) == 10

@@ -11,7 +11,9 @@ from rnnt.demo_corpus.config import DemoCorpusConfig
 from rnnt.demo_corpus.voices import Speaker, make_speakers, split_combinations
 
 SPLITS = ("train", "dev", "test")
-FIRST_CHAPTER_ID = 10000
+# Chapter ids start per split, so that dev and test keep their ids (and so their seeded noise)
+# whatever the train split holds.
+FIRST_CHAPTER_ID = {"train": 10000, "dev": 1000, "test": 2000}
 # Diagnostic sets that split the dev/test gap into unseen sentences and unseen voices:
 # name -> (split whose sentences are spoken, split whose speakers speak them).
 CROSS_DIR = "cross"
@@ -72,9 +74,7 @@ def plan_corpus(
     sentence_sets: dict[str, list[str]], voice_pool: dict, config: DemoCorpusConfig
 ) -> tuple[list[Speaker], list[Utterance]]:
     """All speakers and utterances of the corpus, decided before any audio is rendered."""
-    combinations = split_combinations(
-        voice_pool["espeak_voices"], voice_pool["espeak_variants"], voice_pool["flite_voices"], config.seed
-    )
+    combinations = split_combinations(voice_pool, config.seed)
     counts = {
         "train": config.num_train_speakers,
         "dev": config.num_dev_speakers,
@@ -85,7 +85,7 @@ def plan_corpus(
     for split in SPLITS:
         split_speakers = make_speakers(split, combinations[split], counts[split], config.seed)
         pairs = assign_speakers(split, sentence_sets[split], split_speakers, config)
-        utterances += group_into_chapters(pairs, FIRST_CHAPTER_ID + len({u.chapter_id for u in utterances}))
+        utterances += group_into_chapters(pairs, FIRST_CHAPTER_ID[split])
         speakers += split_speakers
     return speakers, utterances
 

@@ -1,10 +1,11 @@
-"""Synthetic speakers: espeak-ng and flite voices, their held-out combinations and prosody."""
+"""Synthetic speakers: espeak-ng, flite and festival voices, their held-out combinations and prosody."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import random
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -30,6 +31,16 @@ FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 # never split them) and never slt: it is flite's only female voice, so without it training has
 # no female flite speech and the held-out slt speakers scored 91% WER (generator version 1).
 FLITE_HOLDOUT_CANDIDATES = ("awb", "rms")
+# Festival voices (Debian festvox-kdlpc16k, festvox-us-slt-hts), training only: two more ways of
+# making speech than espeak-ng's formants and flite's diphones and clustergen, for the held-out
+# flite voice (76% WER while the unseen espeak-ng voices scored 20-34%, generator version 2).
+# Festival's kal_diphone is left out: it is flite's kal. Voice -> its directory under
+# FESTIVAL_VOICE_DIR/<language>/.
+FESTIVAL_VOICES = {"ked_diphone": "english", "cmu_us_slt_arctic_hts": "us"}
+FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices")
+FESTIVAL_SPEAKER_FRACTION = 0.125  # of train speakers, when festival voices are available
+# Festival's HTS engine ignores a pitch setting (-fm), so HTS speakers keep the voice's own F0.
+FESTIVAL_F0_HZ = {"ked_diphone": (85.0, 140.0)}
 PROBE_TEXT = "This is a test."
 HOLDOUT_FRACTION = 0.15  # of espeak (voice, variant) combinations, reserved for dev and test
 FLITE_SPEAKER_FRACTION = 0.25
@@ -52,8 +63,8 @@ class Speaker:
     engine: str
     voice: str
     variant: str
-    rate: float  # espeak words per minute, or flite duration stretch
-    pitch: float  # espeak pitch 0-99, or flite mean F0 in Hz
+    rate: float  # espeak words per minute, or flite/festival duration stretch
+    pitch: float  # espeak pitch 0-99, or flite/festival mean F0 in Hz (0: the voice's own)
     noise_kind: str
 
 
@@ -65,10 +76,24 @@ def synthesize(
         name = f"{voice}+{variant}" if variant else voice
         cmd = ["espeak-ng", "-v", name, "-s", str(round(rate)), "-p", str(round(pitch)), "-f", str(text_file)]
         cmd += ["-w", str(wav)]
-    else:
+    elif engine == "flite":
         cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={rate:.3f}"]
         cmd += ["--setf", f"int_f0_target_mean={pitch:.1f}", "-f", str(text_file), "-o", str(wav)]
+    else:
+        cmd = ["text2wave", "-eval", f"(voice_{voice})", *festival_prosody(voice, rate, pitch)]
+        cmd += [str(text_file), "-o", str(wav)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=SYNTH_TIMEOUT_S)
+
+
+def festival_prosody(voice: str, stretch: float, f0_hz: float) -> list[str]:
+    """text2wave arguments that set a festival voice's duration stretch and mean F0."""
+    if voice.endswith("_hts"):  # the HTS engine's own speed option; Duration_Stretch does not reach it
+        return ["-eval", f'(set! hts_engine_params (append hts_engine_params \'(("-r" {1 / stretch:.3f}))))']
+    args = ["-eval", f"(Parameter.set 'Duration_Stretch {stretch:.3f})"]
+    if f0_hz:
+        params = f"((target_f0_mean {f0_hz:.1f}) (target_f0_std 15) (model_f0_mean 170) (model_f0_std 34))"
+        args += ["-eval", f"(set! int_lr_params '{params})"]
+    return args
 
 
 def probe(voice: str, variant: str) -> bytes:
@@ -103,24 +128,39 @@ def working_flite_voices() -> list[str]:
     return [v for v in FLITE_VOICES if v in available]
 
 
+def installed_festival_voices() -> list[str]:
+    """FESTIVAL_VOICES whose Debian packages are installed (festival itself among them)."""
+    if shutil.which("text2wave") is None:
+        return []
+    return [v for v, language in FESTIVAL_VOICES.items() if (FESTIVAL_VOICE_DIR / language / v).is_dir()]
+
+
 def build_voice_pool() -> dict[str, list[str]]:
     """The configured voices and variants that work here; reports the others."""
     espeak_voices, espeak_variants = working_espeak_voices()
     flite_voices = working_flite_voices()
+    festival_voices = installed_festival_voices()
     unusable = [v for v in ESPEAK_VOICES if v not in espeak_voices]
     unusable += [f"+{v}" for v in ESPEAK_VARIANTS if v not in espeak_variants]
     unusable += [f"flite:{v}" for v in FLITE_VOICES if v not in flite_voices]
+    unusable += [f"festival:{v}" for v in FESTIVAL_VOICES if v not in festival_voices]
     if unusable:
         log.warning("unusable voices skipped: %s", " ".join(unusable))
     if not espeak_voices:
         raise DemoCorpusError("no espeak-ng English voice works")
-    return {"espeak_voices": espeak_voices, "espeak_variants": espeak_variants, "flite_voices": flite_voices}
+    return {
+        "espeak_voices": espeak_voices,
+        "espeak_variants": espeak_variants,
+        "flite_voices": flite_voices,
+        "festival_voices": festival_voices,
+    }
 
 
-def split_combinations(
-    espeak_voices: list[str], espeak_variants: list[str], flite_voices: list[str], seed: int
-) -> dict[str, list[tuple[str, str, str]]]:
-    """(engine, voice, variant) combinations per split; dev and test get unseen ones."""
+def split_combinations(voice_pool: dict[str, list[str]], seed: int) -> dict[str, list[tuple[str, str, str]]]:
+    """(engine, voice, variant) combinations per split: dev and test get unseen ones, festival only train."""
+    espeak_voices, espeak_variants = voice_pool["espeak_voices"], voice_pool["espeak_variants"]
+    flite_voices = voice_pool["flite_voices"]
+    festival = [("festival", v, "") for v in voice_pool.get("festival_voices", [])]
     rng = random.Random(f"{seed}-combinations")
     espeak = [("espeak-ng", v, var) for v in espeak_voices for var in espeak_variants]
     rng.shuffle(espeak)
@@ -129,7 +169,7 @@ def split_combinations(
     flite_train = [("flite", v, "") for v in flite_voices if v != held_flite]
     flite_held = [("flite", held_flite, "")] if held_flite else []
     return {
-        "train": espeak[num_held:] + flite_train,
+        "train": espeak[num_held:] + flite_train + festival,
         "dev": espeak[: num_held // 2] + flite_held,
         "test": espeak[num_held // 2 : num_held] + flite_held,
     }
@@ -140,19 +180,25 @@ def make_speakers(split: str, combinations: list[tuple], count: int, seed: int) 
     rng = random.Random(f"{seed}-speakers-{split}")
     espeak = [c for c in combinations if c[0] == "espeak-ng"]
     flite = [c for c in combinations if c[0] == "flite"]
+    festival = [c for c in combinations if c[0] == "festival"]
     rng.shuffle(espeak)
     num_flite = round(FLITE_SPEAKER_FRACTION * count) if flite else 0
+    num_festival = round(FESTIVAL_SPEAKER_FRACTION * count) if festival else 0
     chosen = [flite[i % len(flite)] for i in range(num_flite)]
-    chosen += [espeak[i % len(espeak)] for i in range(count - num_flite)]
+    chosen += [festival[i % len(festival)] for i in range(num_festival)]
+    chosen += [espeak[i % len(espeak)] for i in range(count - num_flite - num_festival)]
     speakers = []
     for index, (engine, voice, variant) in enumerate(chosen):
         if engine == "espeak-ng":
             rate, pitch = rng.uniform(*ESPEAK_SPEED_WPM), rng.uniform(*ESPEAK_PITCH)
-        else:
+        elif engine == "flite":
             rate, pitch = (
                 rng.uniform(*FLITE_DURATION_STRETCH),
                 rng.uniform(*FLITE_F0_HZ.get(voice, FLITE_DEFAULT_F0_HZ)),
             )
+        else:
+            f0_range = FESTIVAL_F0_HZ.get(voice)
+            rate, pitch = rng.uniform(*FLITE_DURATION_STRETCH), rng.uniform(*f0_range) if f0_range else 0.0
         speaker_id = FIRST_SPEAKER_ID[split] + index
         noise_kind = rng.choice(NOISE_KINDS)
         speakers.append(
