@@ -41,6 +41,8 @@ FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices")
 FESTIVAL_SPEAKER_FRACTION = 0.125  # of train speakers, when festival voices are available
 # Festival's HTS engine ignores a pitch setting (-fm), so HTS speakers keep the voice's own F0.
 FESTIVAL_F0_HZ = {"ked_diphone": (85.0, 140.0)}
+# The rest of a diphone voice's intonation parameters, as ked_diphone's own definition sets them.
+FESTIVAL_F0_MODEL = "(target_f0_std 15) (model_f0_mean 170) (model_f0_std 34)"
 PROBE_TEXT = "This is a test."
 HOLDOUT_FRACTION = 0.15  # of espeak (voice, variant) combinations, reserved for dev and test
 FLITE_SPEAKER_FRACTION = 0.25
@@ -91,8 +93,7 @@ def festival_prosody(voice: str, stretch: float, f0_hz: float) -> list[str]:
         return ["-eval", f'(set! hts_engine_params (append hts_engine_params \'(("-r" {1 / stretch:.3f}))))']
     args = ["-eval", f"(Parameter.set 'Duration_Stretch {stretch:.3f})"]
     if f0_hz:
-        params = f"((target_f0_mean {f0_hz:.1f}) (target_f0_std 15) (model_f0_mean 170) (model_f0_std 34))"
-        args += ["-eval", f"(set! int_lr_params '{params})"]
+        args += ["-eval", f"(set! int_lr_params '((target_f0_mean {f0_hz:.1f}) {FESTIVAL_F0_MODEL}))"]
     return args
 
 
