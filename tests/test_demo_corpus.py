@@ -160,7 +160,26 @@ def test_festival_voice_speaks_at_the_asked_duration_stretch(voice: str, tmp_pat
     assert seconds[1] > 1.3 * seconds[0]
 
 
-def test_festival_voices_speak_in_train_only() -> None:
+@pytest.mark.parametrize("voice", ["en-US", "en-GB"])
+def test_pico_voice_speaks_at_the_asked_duration_stretch_and_pitch(voice: str, tmp_path: Path) -> None:
+    pytest.importorskip("ttspico")
+    from rnnt.demo_corpus.voices import synthesize
+
+    text = tmp_path / "text.txt"
+    text.write_text("The heart has its reasons which reason knows nothing of.\n")
+    outputs = []
+    for stretch, pitch in ((0.8, 100.0), (1.25, 100.0), (1.25, 55.0)):
+        wav = tmp_path / f"{stretch}-{pitch}.wav"
+        synthesize("pico", voice, "", stretch, pitch, text, wav)
+        audio, rate = sf.read(wav, dtype="float32")
+        assert rate == SAMPLE_RATE
+        assert float(np.sqrt(np.mean(audio**2))) > MIN_RMS
+        outputs.append(audio)
+    assert len(outputs[1]) > 1.3 * len(outputs[0])
+    assert not np.array_equal(outputs[1], outputs[2])
+
+
+def test_festival_and_pico_voices_speak_in_train_only() -> None:
     from rnnt.demo_corpus.voices import make_speakers, split_combinations
 
     pool = {
@@ -168,13 +187,15 @@ def test_festival_voices_speak_in_train_only() -> None:
         "espeak_variants": ["", *(f"m{i}" for i in range(1, 8))],
         "flite_voices": ["kal", "awb", "rms", "slt"],
         "festival_voices": ["ked_diphone", "cmu_us_slt_arctic_hts"],
+        "pico_voices": ["en-US", "en-GB"],
     }
     combinations = split_combinations(pool, seed=0)
     engines = {split: {engine for engine, _, _ in combos} for split, combos in combinations.items()}
     assert engines == {
-        "train": {"espeak-ng", "flite", "festival"},
+        "train": {"espeak-ng", "flite", "festival", "pico"},
         "dev": {"espeak-ng", "flite"},
         "test": {"espeak-ng", "flite"},
     }
     speakers = make_speakers("train", combinations["train"], 80, seed=0)
-    assert sum(s.engine == "festival" for s in speakers) == 10
+    assert sum(s.engine == "festival" for s in speakers) == sum(s.engine == "pico" for s in speakers) == 10
+    assert sum(s.engine == "flite" for s in speakers) == 20

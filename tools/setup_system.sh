@@ -2,7 +2,7 @@
 # Install the Debian packages the project needs (TTS engines, audio tools). Idempotent.
 set -euo pipefail
 
-PACKAGES=(espeak-ng flite festival festvox-kdlpc16k festvox-us-slt-hts ffmpeg sox fortunes fortunes-min fortune-mod pulseaudio libsndfile1)
+PACKAGES=(gcc libc6-dev espeak-ng flite festival festvox-kdlpc16k festvox-us-slt-hts ffmpeg sox fortunes fortunes-min fortune-mod pulseaudio libsndfile1)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

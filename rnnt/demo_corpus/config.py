@@ -7,8 +7,8 @@ import dataclasses
 from rnnt.config import described
 
 # 2: slt (flite's only female voice) is never held out; 3: festival voices in train, chapter ids
-# counted per split, 800 train speakers.
-GENERATOR_VERSION = 3
+# counted per split, 800 train speakers; 4: SVOX Pico voices in train, 900 train speakers.
+GENERATOR_VERSION = 4
 
 
 class DemoCorpusError(Exception):
@@ -22,7 +22,7 @@ class DemoCorpusConfig:
     seed: int = described(0, "seed for every random choice")
     num_dev_sentences: int = described(300, "sentences held out for dev")
     num_test_sentences: int = described(300, "sentences held out for test")
-    num_train_speakers: int = described(800, "synthetic train speakers")
+    num_train_speakers: int = described(900, "synthetic train speakers")
     num_dev_speakers: int = described(10, "synthetic dev speakers")
     num_test_speakers: int = described(10, "synthetic test speakers")
     renderings: int = described(1, "renderings of each train sentence by different speakers")

@@ -1,14 +1,16 @@
-"""Synthetic speakers: espeak-ng, flite and festival voices, their held-out combinations and prosody."""
+"""Synthetic speakers: espeak-ng, flite, festival and SVOX Pico voices, held-out combinations, prosody."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -38,14 +40,21 @@ FLITE_HOLDOUT_CANDIDATES = ("awb", "rms")
 # FESTIVAL_VOICE_DIR/<language>/.
 FESTIVAL_VOICES = {"ked_diphone": "english", "cmu_us_slt_arctic_hts": "us"}
 FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices")
-FESTIVAL_SPEAKER_FRACTION = 0.125  # of train speakers, when festival voices are available
 # Festival's HTS engine ignores a pitch setting (-fm), so HTS speakers keep the voice's own F0.
 FESTIVAL_F0_HZ = {"ked_diphone": (85.0, 140.0)}
+# SVOX Pico's two English voices (PyPI ttspico, which ships the engine and its voice files),
+# training only: HMM voices of two more people, and the most foreign voices to a model trained
+# without them (86-91% WER at their own pitch with the model trained on version 2).
+PICO_VOICES = ("en-US", "en-GB")
+PICO_PITCH_PERCENT = (55.0, 115.0)  # of the voice's own F0 (both are female): male to female
+PICO_SAMPLE_RATE = 16000
+TRAIN_ONLY_ENGINES = ("festival", "pico")
+# Each engine's share of a split's speakers (of those it has voices for); espeak-ng has the rest.
+SPEAKER_FRACTIONS = {"flite": 0.25, "festival": 0.125, "pico": 0.125}
 # The rest of a diphone voice's intonation parameters, as ked_diphone's own definition sets them.
 FESTIVAL_F0_MODEL = "(target_f0_std 15) (model_f0_mean 170) (model_f0_std 34)"
 PROBE_TEXT = "This is a test."
 HOLDOUT_FRACTION = 0.15  # of espeak (voice, variant) combinations, reserved for dev and test
-FLITE_SPEAKER_FRACTION = 0.25
 ESPEAK_SPEED_WPM = (130, 210)
 ESPEAK_PITCH = (25, 75)
 FLITE_DURATION_STRETCH = (0.8, 1.25)
@@ -65,8 +74,8 @@ class Speaker:
     engine: str
     voice: str
     variant: str
-    rate: float  # espeak words per minute, or flite/festival duration stretch
-    pitch: float  # espeak pitch 0-99, or flite/festival mean F0 in Hz (0: the voice's own)
+    rate: float  # espeak words per minute, or flite/festival/pico duration stretch
+    pitch: float  # espeak pitch 0-99, flite/festival mean F0 in Hz (0: the voice's own), pico percent
     noise_kind: str
 
 
@@ -78,6 +87,9 @@ def synthesize(
         name = f"{voice}+{variant}" if variant else voice
         cmd = ["espeak-ng", "-v", name, "-s", str(round(rate)), "-p", str(round(pitch)), "-f", str(text_file)]
         cmd += ["-w", str(wav)]
+    elif engine == "pico":
+        synthesize_pico(voice, rate, pitch, text_file.read_text(), wav)
+        return
     elif engine == "flite":
         cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={rate:.3f}"]
         cmd += ["--setf", f"int_f0_target_mean={pitch:.1f}", "-f", str(text_file), "-o", str(wav)]
@@ -85,6 +97,25 @@ def synthesize(
         cmd = ["text2wave", "-eval", f"(voice_{voice})", *festival_prosody(voice, rate, pitch)]
         cmd += [str(text_file), "-o", str(wav)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=SYNTH_TIMEOUT_S)
+
+
+@functools.lru_cache(maxsize=len(PICO_VOICES))
+def _pico_engine(voice: str) -> Any:
+    """One engine per voice and process (loading its voice files takes longer than a sentence)."""
+    import ttspico
+
+    return ttspico.TtsEngine(voice)
+
+
+def synthesize_pico(voice: str, stretch: float, pitch_percent: float, text: str, wav: Path) -> None:
+    """SVOX Pico in this process (its Python binding); raises RuntimeError on failure."""
+    engine = _pico_engine(voice)
+    engine.rate = round(100 / stretch)
+    engine.pitch = round(pitch_percent)
+    pcm = engine.speak(text)
+    if not pcm:
+        raise RuntimeError(f"pico {voice} produced no audio")
+    sf.write(wav, np.frombuffer(pcm, dtype=np.int16), PICO_SAMPLE_RATE)
 
 
 def festival_prosody(voice: str, stretch: float, f0_hz: float) -> list[str]:
@@ -136,15 +167,26 @@ def installed_festival_voices() -> list[str]:
     return [v for v, language in FESTIVAL_VOICES.items() if (FESTIVAL_VOICE_DIR / language / v).is_dir()]
 
 
+def installed_pico_voices() -> list[str]:
+    """PICO_VOICES if ttspico (engine and voice files) is installed."""
+    try:
+        _pico_engine(PICO_VOICES[0])
+    except (ImportError, RuntimeError):
+        return []
+    return list(PICO_VOICES)
+
+
 def build_voice_pool() -> dict[str, list[str]]:
     """The configured voices and variants that work here; reports the others."""
     espeak_voices, espeak_variants = working_espeak_voices()
     flite_voices = working_flite_voices()
     festival_voices = installed_festival_voices()
+    pico_voices = installed_pico_voices()
     unusable = [v for v in ESPEAK_VOICES if v not in espeak_voices]
     unusable += [f"+{v}" for v in ESPEAK_VARIANTS if v not in espeak_variants]
     unusable += [f"flite:{v}" for v in FLITE_VOICES if v not in flite_voices]
     unusable += [f"festival:{v}" for v in FESTIVAL_VOICES if v not in festival_voices]
+    unusable += [f"pico:{v}" for v in PICO_VOICES if v not in pico_voices]
     if unusable:
         log.warning("unusable voices skipped: %s", " ".join(unusable))
     if not espeak_voices:
@@ -154,14 +196,21 @@ def build_voice_pool() -> dict[str, list[str]]:
         "espeak_variants": espeak_variants,
         "flite_voices": flite_voices,
         "festival_voices": festival_voices,
+        "pico_voices": pico_voices,
     }
 
 
 def split_combinations(voice_pool: dict[str, list[str]], seed: int) -> dict[str, list[tuple[str, str, str]]]:
-    """(engine, voice, variant) combinations per split: dev and test get unseen ones, festival only train."""
+    """(engine, voice, variant) combinations per split: dev and test get unseen ones.
+
+    Festival's and Pico's voices speak in training only, so that dev and test stay those of
+    the corpus before them (version 2).
+    """
     espeak_voices, espeak_variants = voice_pool["espeak_voices"], voice_pool["espeak_variants"]
     flite_voices = voice_pool["flite_voices"]
-    festival = [("festival", v, "") for v in voice_pool.get("festival_voices", [])]
+    train_only = [
+        (engine, v, "") for engine in TRAIN_ONLY_ENGINES for v in voice_pool.get(f"{engine}_voices", [])
+    ]
     rng = random.Random(f"{seed}-combinations")
     espeak = [("espeak-ng", v, var) for v in espeak_voices for var in espeak_variants]
     rng.shuffle(espeak)
@@ -170,7 +219,7 @@ def split_combinations(voice_pool: dict[str, list[str]], seed: int) -> dict[str,
     flite_train = [("flite", v, "") for v in flite_voices if v != held_flite]
     flite_held = [("flite", held_flite, "")] if held_flite else []
     return {
-        "train": espeak[num_held:] + flite_train + festival,
+        "train": espeak[num_held:] + flite_train + train_only,
         "dev": espeak[: num_held // 2] + flite_held,
         "test": espeak[num_held // 2 : num_held] + flite_held,
     }
@@ -180,14 +229,12 @@ def make_speakers(split: str, combinations: list[tuple], count: int, seed: int) 
     """`count` speakers cycling through the split's shuffled combinations, with random prosody."""
     rng = random.Random(f"{seed}-speakers-{split}")
     espeak = [c for c in combinations if c[0] == "espeak-ng"]
-    flite = [c for c in combinations if c[0] == "flite"]
-    festival = [c for c in combinations if c[0] == "festival"]
     rng.shuffle(espeak)
-    num_flite = round(FLITE_SPEAKER_FRACTION * count) if flite else 0
-    num_festival = round(FESTIVAL_SPEAKER_FRACTION * count) if festival else 0
-    chosen = [flite[i % len(flite)] for i in range(num_flite)]
-    chosen += [festival[i % len(festival)] for i in range(num_festival)]
-    chosen += [espeak[i % len(espeak)] for i in range(count - num_flite - num_festival)]
+    chosen = []
+    for engine, fraction in SPEAKER_FRACTIONS.items():
+        voices = [c for c in combinations if c[0] == engine]
+        chosen += [voices[i % len(voices)] for i in range(round(fraction * count) if voices else 0)]
+    chosen += [espeak[i % len(espeak)] for i in range(count - len(chosen))]
     speakers = []
     for index, (engine, voice, variant) in enumerate(chosen):
         if engine == "espeak-ng":
@@ -197,9 +244,11 @@ def make_speakers(split: str, combinations: list[tuple], count: int, seed: int) 
                 rng.uniform(*FLITE_DURATION_STRETCH),
                 rng.uniform(*FLITE_F0_HZ.get(voice, FLITE_DEFAULT_F0_HZ)),
             )
-        else:
+        elif engine == "festival":
             f0_range = FESTIVAL_F0_HZ.get(voice)
             rate, pitch = rng.uniform(*FLITE_DURATION_STRETCH), rng.uniform(*f0_range) if f0_range else 0.0
+        else:
+            rate, pitch = rng.uniform(*FLITE_DURATION_STRETCH), rng.uniform(*PICO_PITCH_PERCENT)
         speaker_id = FIRST_SPEAKER_ID[split] + index
         noise_kind = rng.choice(NOISE_KINDS)
         speakers.append(
