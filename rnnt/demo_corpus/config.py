@@ -7,7 +7,8 @@ import dataclasses
 from rnnt.config import described
 
 # 2: slt (flite's only female voice) is never held out; 3: festival voices in train, chapter ids
-# counted per split, 800 train speakers; 4: SVOX Pico voices in train, 900 train speakers.
+# counted per split, 800 train speakers; 4: SVOX Pico voices in train, 900 train speakers, each
+# train sentence spoken by two of them.
 GENERATOR_VERSION = 4
 
 
@@ -25,7 +26,7 @@ class DemoCorpusConfig:
     num_train_speakers: int = described(900, "synthetic train speakers")
     num_dev_speakers: int = described(10, "synthetic dev speakers")
     num_test_speakers: int = described(10, "synthetic test speakers")
-    renderings: int = described(1, "renderings of each train sentence by different speakers")
+    renderings: int = described(2, "renderings of each train sentence by different speakers")
     max_train_utterances: int = described(0, "cap on train utterances (0: no cap)")
     noise_prob: float = described(0.3, "probability that an utterance gets additive noise")
     min_snr_db: float = described(10.0, "lowest SNR of added noise, dB")
