@@ -1,4 +1,4 @@
-"""The demo corpus: English speech synthesised with espeak-ng, flite and festival, in LibriSpeech layout.
+"""The demo corpus: English speech from espeak-ng, flite, festival and SVOX Pico, in LibriSpeech layout.
 
 Text comes from Debian's fortunes; dev and test use sentences and (voice, variant)
 combinations never seen in training, and one flite voice held out whole. Modules, in

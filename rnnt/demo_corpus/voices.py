@@ -161,7 +161,7 @@ def working_flite_voices() -> list[str]:
 
 
 def installed_festival_voices() -> list[str]:
-    """FESTIVAL_VOICES whose Debian packages are installed (festival itself among them)."""
+    """FESTIVAL_VOICES whose Debian packages (and festival's text2wave) are installed."""
     if shutil.which("text2wave") is None:
         return []
     return [v for v, language in FESTIVAL_VOICES.items() if (FESTIVAL_VOICE_DIR / language / v).is_dir()]
