@@ -160,6 +160,34 @@ def test_festival_voice_speaks_at_the_asked_duration_stretch(voice: str, tmp_pat
     assert seconds[1] > 1.3 * seconds[0]
 
 
+@pytest.mark.skipif(
+    shutil.which("text2wave") is None, reason="festival not installed (run tools/setup_system.sh)"
+)
+def test_festival_process_writes_what_text2wave_writes_and_survives_a_bad_voice(tmp_path: Path) -> None:
+    from rnnt.demo_corpus.voices import festival_process, festival_prosody
+
+    text = tmp_path / "text.txt"
+    text.write_text("Proof no cat has eight tails. Then the design will never be completed, he said.\n")
+    for voice, stretch, f0_hz in (("ked_diphone", 0.9, 120.0), ("cmu_us_slt_arctic_hts", 1.2, 0.0)):
+        setup = [f"(voice_{voice})", *festival_prosody(voice, stretch, f0_hz)]
+        reference, ours = tmp_path / f"{voice}.text2wave.wav", tmp_path / f"{voice}.wav"
+        cmd = [
+            "text2wave",
+            *(arg for expr in setup for arg in ("-eval", expr)),
+            str(text),
+            "-o",
+            str(reference),
+        ]
+        subprocess.run(cmd, check=True, capture_output=True)
+        festival_process().synthesize(setup, text, ours)
+        assert ours.read_bytes() == reference.read_bytes()
+    with pytest.raises(RuntimeError, match="unbound variable"):
+        festival_process().synthesize(["(voice_no_such_voice)"], text, tmp_path / "bad.wav")
+    assert not (tmp_path / "bad.wav").exists()
+    festival_process().synthesize(["(voice_ked_diphone)"], text, tmp_path / "after.wav")
+    assert sf.info(tmp_path / "after.wav").duration > 1.0
+
+
 @pytest.mark.parametrize("voice", ["en-US", "en-GB"])
 def test_pico_voice_speaks_at_the_asked_duration_stretch_and_pitch(voice: str, tmp_path: Path) -> None:
     pytest.importorskip("ttspico")

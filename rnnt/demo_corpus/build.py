@@ -26,7 +26,7 @@ from rnnt.text import normalize
 
 log = logging.getLogger(__name__)
 
-REQUIRED_TOOLS = ("espeak-ng", "flite", "text2wave", "sox")
+REQUIRED_TOOLS = ("espeak-ng", "flite", "festival", "sox")
 STAMP_FILE = ".complete.json"
 PARAMS_FILE = ".params.json"
 SPEAKERS_FILE = "speakers.tsv"
