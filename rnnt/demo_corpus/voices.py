@@ -84,22 +84,27 @@ def synthesize(
     engine: str, voice: str, variant: str, rate: float, pitch: float, text_file: Path, wav: Path
 ) -> None:
     """Runs one TTS engine on a text file; raises on failure."""
-    if engine == "espeak-ng":
-        name = f"{voice}+{variant}" if variant else voice
-        cmd = ["espeak-ng", "-v", name, "-s", str(round(rate)), "-p", str(round(pitch)), "-f", str(text_file)]
-        cmd += ["-w", str(wav)]
-    elif engine == "pico":
+    if engine == "pico":
         synthesize_pico(voice, rate, pitch, text_file.read_text(), wav)
-        return
-    elif engine == "flite":
-        cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={rate:.3f}"]
-        cmd += ["--setf", f"int_f0_target_mean={pitch:.1f}", "-f", str(text_file), "-o", str(wav)]
-    else:
+    elif engine == "festival":
         festival_process().synthesize(
             [f"(voice_{voice})", *festival_prosody(voice, rate, pitch)], text_file, wav
         )
-        return
-    subprocess.run(cmd, check=True, capture_output=True, timeout=SYNTH_TIMEOUT_S)
+    else:
+        cmd = command_line(engine, voice, variant, rate, pitch, text_file, wav)
+        subprocess.run(cmd, check=True, capture_output=True, timeout=SYNTH_TIMEOUT_S)
+
+
+def command_line(
+    engine: str, voice: str, variant: str, rate: float, pitch: float, text_file: Path, wav: Path
+) -> list[str]:
+    """The espeak-ng or flite command that speaks `text_file` into `wav`."""
+    if engine == "espeak-ng":
+        name = f"{voice}+{variant}" if variant else voice
+        cmd = ["espeak-ng", "-v", name, "-s", str(round(rate)), "-p", str(round(pitch)), "-f", str(text_file)]
+        return [*cmd, "-w", str(wav)]
+    cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={rate:.3f}"]
+    return [*cmd, "--setf", f"int_f0_target_mean={pitch:.1f}", "-f", str(text_file), "-o", str(wav)]
 
 
 @functools.lru_cache(maxsize=len(PICO_VOICES))
