@@ -207,6 +207,19 @@ def test_pico_voice_speaks_at_the_asked_duration_stretch_and_pitch(voice: str, t
     assert not np.array_equal(outputs[1], outputs[2])
 
 
+def test_pico_audio_does_not_depend_on_what_was_spoken_before(tmp_path: Path) -> None:
+    pytest.importorskip("ttspico")
+    from rnnt.demo_corpus.voices import synthesize
+
+    text, other = tmp_path / "text.txt", tmp_path / "other.txt"
+    text.write_text("The heart has its reasons which reason knows nothing of.\n")
+    other.write_text("Something else entirely, at another speed.\n")
+    synthesize("pico", "en-US", "", 1.0, 100.0, text, tmp_path / "first.wav")
+    synthesize("pico", "en-US", "", 0.9, 70.0, other, tmp_path / "between.wav")
+    synthesize("pico", "en-US", "", 1.0, 100.0, text, tmp_path / "again.wav")
+    assert (tmp_path / "again.wav").read_bytes() == (tmp_path / "first.wav").read_bytes()
+
+
 def test_festival_and_pico_voices_speak_in_train_only() -> None:
     from rnnt.demo_corpus.voices import make_speakers, split_combinations
 

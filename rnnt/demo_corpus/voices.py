@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import random
 import select
@@ -107,9 +106,10 @@ def command_line(
     return [*cmd, "--setf", f"int_f0_target_mean={pitch:.1f}", "-f", str(text_file), "-o", str(wav)]
 
 
-@functools.lru_cache(maxsize=len(PICO_VOICES))
 def _pico_engine(voice: str) -> Any:
-    """One engine per voice and process (loading its voice files takes longer than a sentence)."""
+    """A fresh engine: one kept across utterances renders each according to those before it
+    (an internal state advances), which made the audio depend on how render workers shared out
+    the utterances. A new engine costs ~5 ms against ~23 ms for a sentence."""
     import ttspico
 
     return ttspico.TtsEngine(voice)
