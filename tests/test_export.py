@@ -16,9 +16,10 @@ import onnx
 import pytest
 import torch
 
+from rnnt import benchmark
 from rnnt.audio import load_audio
 from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
-from rnnt.config import DecodeConfig, FeatureConfig, TokenizerConfig
+from rnnt.config import DecodeConfig, FeatureConfig, StreamConfig, TokenizerConfig
 from rnnt.decoding import Runtime, decode_features, encode_utterances
 from rnnt.device import native_bf16
 from rnnt.export import ExportError, export, synthetic_speech
@@ -132,15 +133,41 @@ def test_runtimes_match_torch_chunk_by_chunk(
             np.testing.assert_allclose(states[name].c, states["torch"].c, atol=ATOL, err_msg=name)
 
 
-def test_predictor_and_joint_match_torch(backends: dict[str, Runtime]) -> None:
+def test_openvino_compiles_the_recurring_chunk_shape(exported: Path, utterances: list[np.ndarray]) -> None:
+    """From the second chunk on, OpenVINO runs a copy compiled for the chunk's shape (and
+    for a batch-1 predictor), with ONNX Runtime's outputs."""
+    openvino, onnx = (load_model(exported, backend).runtime for backend in ("openvino", "onnx"))
+    assert isinstance(openvino, OpenVinoRuntime)
+    features = utterances[0][None, : 3 * CHUNK_FRAMES]
+    tokens = np.array([2], dtype=np.int64)
+    ov_state, onnx_state = openvino.init_encoder_state(1), onnx.init_encoder_state(1)
+    ov_predictor, onnx_predictor = openvino.init_predictor_state(1), onnx.init_predictor_state(1)
+    for start in range(0, features.shape[1], CHUNK_FRAMES):
+        chunk = features[:, start : start + CHUNK_FRAMES]
+        ov_out, ov_state = openvino.encode(chunk, ov_state)
+        onnx_out, onnx_state = onnx.encode(chunk, onnx_state)
+        np.testing.assert_allclose(ov_out, onnx_out, atol=ATOL)
+        np.testing.assert_allclose(ov_state.h, onnx_state.h, atol=ATOL)
+        ov_out, ov_predictor = openvino.predict(tokens, ov_predictor)
+        onnx_out, onnx_predictor = onnx.predict(tokens, onnx_predictor)
+        np.testing.assert_allclose(ov_out, onnx_out, atol=ATOL)
+        np.testing.assert_allclose(ov_predictor.c, onnx_predictor.c, atol=ATOL)
+    shapes = openvino.static_shapes()
+    assert [shape[0] for shape in shapes["encoder"]] == [chunk.shape]
+    assert [shape[0] for shape in shapes["decoder"]] == [(1, 1)]
+    assert shapes["joint"] == []
+
+
+@pytest.mark.parametrize("batch", [5, 1])  # each may run on a copy compiled for its shape
+def test_predictor_and_joint_match_torch(backends: dict[str, Runtime], batch: int) -> None:
     rng = np.random.default_rng(0)
-    encoder_out = rng.standard_normal((5, 12)).astype(np.float32)
+    encoder_out = rng.standard_normal((batch, 12)).astype(np.float32)
     results = {}
     for name, runtime in backends.items():
-        state = runtime.init_predictor_state(5)
+        state = runtime.init_predictor_state(batch)
         steps = []
         for tokens in ([0, 0, 0, 0, 0], [2, 3, 4, 5, 6], [7, 2, 9, 3, 4]):
-            out, state = runtime.predict(np.array(tokens, dtype=np.int64), state)
+            out, state = runtime.predict(np.array(tokens[:batch], dtype=np.int64), state)
             steps += [out, state.h, state.c, runtime.join(encoder_out, out)]
         results[name] = steps
     for name in ("onnx", "openvino"):
@@ -287,7 +314,7 @@ def test_benchmark_compares_every_runtime_in_one_run(
     for row in rows.values():
         assert row["audio_s_per_s"] > 0 and row["peak_rss_mb"] > 0 and row["size_mb"] > 0
         assert row["encoder_floor_ms"] > 0 and row["encoder_step_floor_ms"] > 0
-        assert row["joint_calls"] > 0
+        assert row["joint_calls"] > 0 and row["first_encoder_ms"] > 0
     assert rows["onnx:int8"]["size_mb"] < rows["onnx:fp32"]["size_mb"]
     assert result["paired_reference"] == "onnx fp32" and rows["onnx:fp32"]["speed_vs_reference"] == 1.0
     assert all(row["speed_vs_reference"] > 0 for row in rows.values())
@@ -302,6 +329,17 @@ def test_benchmark_compares_every_runtime_in_one_run(
     assert rows["openvino:bf16"]["native_precision"] is has_bf16_units
     assert all(row["native_precision"] for name, row in rows.items() if name != "openvino:bf16")
     assert ("bf16 (emulated)" in run.stdout) is not has_bf16_units
+
+
+def test_benchmark_does_not_count_its_warm_up(exported: Path) -> None:
+    speech = [synthetic_speech(16000, seconds, seed) for seed, seconds in enumerate((1.0, 2.0))]
+    variant = benchmark.open_variant(exported, "onnx", "fp32", StreamConfig(chunk_ms=240), DecodeConfig(), 0)
+    benchmark.run_interleaved([variant], speech, chunk_ms=240)
+    # Two utterances counted, not three: the warm-up decoded the first one once more.
+    assert len(variant.utterance_busy_s) == len(variant.transcripts) == 2
+    assert variant.audio_s == pytest.approx(3.0)
+    assert variant.first_encoder_call_s > 0
+    assert len(variant.chunk_latency_s) == 5 + 9  # 240 ms chunks of 1 s and 2 s
 
 
 def test_lstm_calibration_times_a_plain_stack_beside_an_export(exported: Path, tmp_path: Path) -> None:
