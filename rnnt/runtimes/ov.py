@@ -126,14 +126,14 @@ class ShapeSpecializedGraph:
     def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         shapes = tuple(array.shape for array in inputs.values())
         graph = self._static.get(shapes)
-        if graph is None:
-            graph = self._dynamic
-            if shapes in self._seen and len(self._static) < self._max_static:
-                graph = self._static[shapes] = self._compile(
-                    {name: list(array.shape) for name, array in inputs.items()}
-                )
+        if graph is not None:
+            return graph(inputs)
+        if len(self._static) < self._max_static:
+            if shapes in self._seen:
+                self._static[shapes] = self._compile({name: list(a.shape) for name, a in inputs.items()})
+                return self._static[shapes](inputs)
             self._seen.add(shapes)
-        return graph(inputs)
+        return self._dynamic(inputs)
 
     @property
     def static_shapes(self) -> list[tuple[tuple[int, ...], ...]]:
