@@ -82,6 +82,7 @@ class Variant:
     audio_s: float = 0.0
     utterance_busy_s: list[float] = field(default_factory=list)  # each utterance's decoding time
     transcripts: list[str] = field(default_factory=list)
+    load_s: float = 0.0  # `load_model`'s time, its warm-up call of each network included
     first_encoder_call_s: float = 0.0  # the freshly loaded model's first encoder call
 
     def clear(self) -> None:
@@ -100,10 +101,13 @@ class Variant:
 def open_variant(
     model_path: Path, backend: str, precision: str, stream: StreamConfig, decode: DecodeConfig, threads: int
 ) -> Variant:
+    began = time.perf_counter()
     loaded = load_model(model_path, backend, precision, threads)
+    load_s = time.perf_counter() - began
     timed = TimedRuntime(loaded.runtime)
     loaded.runtime = timed
-    return Variant(backend, precision, loaded, timed, StreamingRecognizer(loaded, stream, decode))
+    recognizer = StreamingRecognizer(loaded, stream, decode)
+    return Variant(backend, precision, loaded, timed, recognizer, load_s=load_s)
 
 
 def stream_utterance(variant: Variant, samples: np.ndarray, chunk_samples: int) -> None:
@@ -128,10 +132,12 @@ def stream_utterance(variant: Variant, samples: np.ndarray, chunk_samples: int) 
 def run_interleaved(variants: Sequence[Variant], utterances: Sequence[np.ndarray], chunk_ms: float) -> None:
     """Decode every utterance with each variant in turn, after one warm-up utterance each.
 
-    The warm-up is not counted: a model's first call pays for one-off set-up (OpenVINO's
-    E6D2_LARGE_Batch encoder: 285 ms, then ~9 ms a chunk; ONNX Runtime's 62 ms, then ~10),
-    which in a 30-utterance run was a fifth of OpenVINO's time. It is reported on its own
-    as `first_encoder_ms`, what a freshly started recogniser's first caption waits for.
+    The warm-up is not counted: a model's first calls pay for one-off set-up (`load_model`
+    runs each network once, but a new input shape still costs OpenVINO ~50 ms for E6D2's
+    encoder and a static copy of the chunk's shape is compiled on its second call; before
+    `load_model` warmed up, OpenVINO's first E6D2_LARGE_Batch encoder call took 285 ms, a
+    fifth of its time in a 30-utterance run). It is reported on its own as
+    `first_encoder_ms`, what a freshly started recogniser's first caption waits for.
     """
     for variant in variants:
         stream_utterance(variant, utterances[0], chunk_samples(variant, chunk_ms))
@@ -282,6 +288,7 @@ def summarize(
             1000 * float(np.percentile(variant.chunk_latency_s, PERCENTILE_HIGH)), 2
         ),
         "first_encoder_ms": round(1000 * variant.first_encoder_call_s, 1),
+        "load_s": round(variant.load_s, 2),
         "chunk_ms": chunk_ms,
         "size_mb": round(size_bytes / 1e6, 2),
         # Significant figures, not decimals: a tiny model's floor on a fast host is under 1 us.

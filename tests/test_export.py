@@ -314,7 +314,7 @@ def test_benchmark_compares_every_runtime_in_one_run(
     for row in rows.values():
         assert row["audio_s_per_s"] > 0 and row["peak_rss_mb"] > 0 and row["size_mb"] > 0
         assert row["encoder_floor_ms"] > 0 and row["encoder_step_floor_ms"] > 0
-        assert row["joint_calls"] > 0 and row["first_encoder_ms"] > 0
+        assert row["joint_calls"] > 0 and row["first_encoder_ms"] > 0 and row["load_s"] > 0
     assert rows["onnx:int8"]["size_mb"] < rows["onnx:fp32"]["size_mb"]
     assert result["paired_reference"] == "onnx fp32" and rows["onnx:fp32"]["speed_vs_reference"] == 1.0
     assert all(row["speed_vs_reference"] > 0 for row in rows.values())

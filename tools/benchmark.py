@@ -62,6 +62,7 @@ COLUMNS = (
     ("speed_vs_reference", "x ref (paired)", "{:.3f}"),
     ("chunk_latency_ms_p95", "lat p95 ms", "{:.1f}"),
     ("first_encoder_ms", "1st enc ms", "{:.1f}"),
+    ("load_s", "load s", "{:.2f}"),
     ("size_mb", "MB", "{:.1f}"),
     ("peak_rss_mb", "RSS MB", "{}"),
     ("encoder_floor_ms", "floor ms", "{:.2f}"),
