@@ -109,7 +109,7 @@ def plain_stack_encoders(
 ) -> list[TimedEncoder]:
     """The stack on ONNX Runtime (fp32, int8) and OpenVINO (fp32), exported first if needed."""
     from rnnt.runtimes.ort import cpu_session, import_onnxruntime, process_pool_threads
-    from rnnt.runtimes.ov import CompiledGraph, import_openvino
+    from rnnt.runtimes.ov import ShapeSpecializedGraph, import_openvino
 
     export_plain_stack(shape, work_dir)
     process_pool_threads(import_onnxruntime(), threads)
@@ -123,8 +123,9 @@ def plain_stack_encoders(
 
         return step
 
-    compiled = CompiledGraph(
-        import_openvino().Core(), work_dir / PLAIN_GRAPHS["openvino"], threads, ["h_out", "c_out"], "fp32"
+    # Compiled as the export's encoder is (`OpenVinoRuntime`), so that the two compare like for like.
+    compiled = ShapeSpecializedGraph.load(
+        import_openvino().Core(), work_dir / PLAIN_GRAPHS["openvino"], threads, ["h_out", "c_out"], "fp32", 1
     )
 
     def openvino_step(x: np.ndarray, state: LstmState) -> LstmState:

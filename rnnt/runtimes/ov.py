@@ -123,6 +123,16 @@ class ShapeSpecializedGraph:
         self._seen: set[tuple[tuple[int, ...], ...]] = set()
         self._max_static = max_static
 
+    @classmethod
+    def load(
+        cls, core: Any, path: Path, threads: int, outputs: Sequence[str], precision: str, max_static: int
+    ) -> ShapeSpecializedGraph:
+        """The IR at `path`, with up to `max_static` static copies if its weights are small
+        enough (`STATIC_COPY_MAX_BYTES`)."""
+        if path.with_suffix(".bin").stat().st_size > STATIC_COPY_MAX_BYTES:
+            max_static = 0
+        return cls(functools.partial(CompiledGraph, core, path, threads, outputs, precision), max_static)
+
     def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         shapes = tuple(array.shape for array in inputs.values())
         graph = self._static.get(shapes)
@@ -177,12 +187,7 @@ class OpenVinoRuntime(ZeroStates):
         core: Any, directory: Path, graph: str, threads: int, precision: str, max_static: int
     ) -> ShapeSpecializedGraph:
         path = existing_graph_file(directory, "openvino", graph, "fp32")
-        if path.with_suffix(".bin").stat().st_size > STATIC_COPY_MAX_BYTES:
-            max_static = 0
-        return ShapeSpecializedGraph(
-            functools.partial(CompiledGraph, core, path, threads, GRAPH_OUTPUTS[graph], precision),
-            max_static,
-        )
+        return ShapeSpecializedGraph.load(core, path, threads, GRAPH_OUTPUTS[graph], precision, max_static)
 
     def static_shapes(self) -> dict[str, list[tuple[tuple[int, ...], ...]]]:
         """Each graph's input shapes compiled statically so far."""
