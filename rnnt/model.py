@@ -49,19 +49,29 @@ def apply_linear(layer: nn.Linear, x: Tensor) -> Tensor:
     return linear(x, layer.weight, layer.bias)
 
 
-def run_lstm(lstm: nn.LSTM, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+def run_lstm(
+    lstm: nn.LSTM, x: Tensor, state: tuple[Tensor, Tensor], stepwise: bool | None = None
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """`lstm(x, state)` for a batch-first LSTM without projection.
 
     Without autograd (inference) and outside an ONNX export, the same arithmetic runs as a
-    loop of `linear` products, one time step after another: written by hand because
-    PyTorch's CPU LSTM kernel (oneDNN) is about 3x slower on streaming chunks, 145 ms against
-    44 ms for one 600 ms chunk of the E6D2 encoder (6x1024) on an earlier 2-core machine of
-    this project, 13 ms against 2.6 ms for a 2x512 predictor step. Larger batches (offline
+    loop of `linear` products, one time step after another (`stepwise_lstm`): written by hand
+    because PyTorch's CPU LSTM kernel (oneDNN) is about 3x slower on streaming chunks, 145 ms
+    against 44 ms for one 600 ms chunk of the E6D2 encoder (6x1024) on an earlier 2-core machine
+    of this project, 13 ms against 2.6 ms for a 2x512 predictor step. Larger batches (offline
     evaluation) and training keep `nn.LSTM`, which is faster there, and so does export (ONNX
-    gets its LSTM operator).
+    gets its LSTM operator). `stepwise` forces either path (True: the loop, also when traced).
     """
-    if not _inference_only() or x.shape[0] > STEPWISE_MAX_BATCH:
-        return lstm(x, state)
+    if stepwise is None:
+        stepwise = _inference_only() and x.shape[0] <= STEPWISE_MAX_BATCH
+    return stepwise_lstm(lstm, x, state) if stepwise else lstm(x, state)
+
+
+def stepwise_lstm(
+    lstm: nn.LSTM, x: Tensor, state: tuple[Tensor, Tensor]
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """`lstm(x, state)` as its cell arithmetic: the input products for all steps at once, then
+    one recurrent product and the gates per step."""
     h0, c0 = state
     hs, cs = [], []
     for layer in range(lstm.num_layers):
@@ -176,9 +186,12 @@ class Predictor(nn.Module):
             self.config.predictor_layers, batch_size, self.config.predictor_hidden, self.proj.weight
         )
 
-    def forward(self, tokens: Tensor, state: LstmState) -> tuple[Tensor, LstmState]:
-        """(B, U) token ids and state -> (B, U, predictor_output) and the new state."""
-        y, (h, c) = run_lstm(self.lstm, self.dropout(self.embed(tokens)), (state.h, state.c))
+    def forward(
+        self, tokens: Tensor, state: LstmState, stepwise: bool | None = None
+    ) -> tuple[Tensor, LstmState]:
+        """(B, U) token ids and state -> (B, U, predictor_output) and the new state.
+        `stepwise`: as `run_lstm`'s."""
+        y, (h, c) = run_lstm(self.lstm, self.dropout(self.embed(tokens)), (state.h, state.c), stepwise)
         return self.dropout(apply_linear(self.proj, y)), LstmState(h, c)
 
 
@@ -277,9 +290,12 @@ class Transducer(nn.Module):
         out, new_state = self.encoder(features, state)
         return apply_linear(self.joint.enc_proj, out), new_state
 
-    def search_predict(self, tokens: Tensor, state: LstmState) -> tuple[Tensor, LstmState]:
-        """(B, U) tokens and state -> (B, U, joint_dim) projected predictor outputs and the new state."""
-        out, new_state = self.predictor(tokens, state)
+    def search_predict(
+        self, tokens: Tensor, state: LstmState, stepwise: bool | None = None
+    ) -> tuple[Tensor, LstmState]:
+        """(B, U) tokens and state -> (B, U, joint_dim) projected predictor outputs and the new
+        state. `stepwise`: as `run_lstm`'s."""
+        out, new_state = self.predictor(tokens, state, stepwise)
         return apply_linear(self.joint.pred_proj, out), new_state
 
     def search_join(self, enc: Tensor, pred: Tensor) -> Tensor:

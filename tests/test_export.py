@@ -27,7 +27,7 @@ from rnnt.features import compute_features
 from rnnt.model import Transducer
 from rnnt.runtimes import CONFIG_FILE, EXPORT_FORMAT, GRAPHS, ModelLoadError, is_current_export, load_model
 from rnnt.runtimes.ort import import_onnxruntime, process_pool_threads
-from rnnt.runtimes.ov import OpenVinoRuntime
+from rnnt.runtimes.ov import OpenVinoRuntime, import_openvino
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.tokenizer import Tokenizer
 
@@ -173,6 +173,17 @@ def test_predictor_and_joint_match_torch(backends: dict[str, Runtime], batch: in
     for name in ("onnx", "openvino"):
         for got, want in zip(results[name], results["torch"], strict=True):
             np.testing.assert_allclose(got, want, atol=ATOL, err_msg=name)
+
+
+def test_openvino_decoder_is_cell_arithmetic(exported: Path) -> None:
+    """OpenVINO's decoder is the predictor LSTM's cell arithmetic, faster there
+    (`export_openvino`); ONNX Runtime's keeps the LSTM operator. Both match torch (above)."""
+    ov_ops = {
+        op.get_type_name()
+        for op in import_openvino().Core().read_model(str(exported / "openvino" / "decoder.xml")).get_ops()
+    }
+    assert "MatMul" in ov_ops and not any("LSTM" in op for op in ov_ops), ov_ops
+    assert "LSTM" in {node.op_type for node in onnx.load(str(exported / "decoder.onnx")).graph.node}
 
 
 def test_greedy_transcripts_identical(backends: dict[str, Runtime], utterances: list[np.ndarray]) -> None:
