@@ -22,9 +22,10 @@ from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
 from rnnt.config import DecodeConfig, FeatureConfig, StreamConfig, TokenizerConfig
 from rnnt.decoding import Runtime, decode_features, encode_utterances
 from rnnt.device import native_bf16
-from rnnt.export import ExportError, export, synthetic_speech
+from rnnt.export import ExportError, export
 from rnnt.features import compute_features
 from rnnt.model import Transducer
+from rnnt.parity import synthetic_speech
 from rnnt.runtimes import CONFIG_FILE, EXPORT_FORMAT, GRAPHS, ModelLoadError, is_current_export, load_model
 from rnnt.runtimes.ort import import_onnxruntime, process_pool_threads
 from rnnt.runtimes.ov import OpenVinoRuntime, import_openvino
