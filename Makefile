@@ -8,7 +8,7 @@ export MALLOC_TRIM_THRESHOLD_ := 1073741824
 DEMO_CORPUS := datasets/demo
 DEMO_MODEL := models/demo/model.pt
 DEMO_EXPORT := exports/demo
-HELD_OUT := $(DEMO_CORPUS)/test/7002/10652/7002-10652-0001.flac
+HELD_OUT := $(DEMO_CORPUS)/test/7002/2002/7002-2002-0033.flac
 DEMO_RETRAIN_MINUTES ?= 12
 
 .PHONY: demo test setup system venv lint typecheck pytest corpus clean
