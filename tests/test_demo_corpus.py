@@ -246,18 +246,13 @@ def test_festival_and_pico_voices_speak_in_train_only() -> None:
 def test_make_demo_captions_a_recording_the_corpus_plans_for_test() -> None:
     """`make demo` streams $(HELD_OUT): the default corpus must plan it, as a test utterance
     (an id that the corpus no longer makes fails only at the end of a half-hour `make demo`)."""
+    from rnnt.demo_corpus.build import plan_demo_corpus
     from rnnt.demo_corpus.config import DemoCorpusConfig
-    from rnnt.demo_corpus.plan import plan_corpus
-    from rnnt.demo_corpus.text import load_sentences, split_sentence_sets
-    from rnnt.demo_corpus.voices import build_voice_pool
 
     makefile = (REPO_ROOT / "Makefile").read_text()
     match = re.search(r"^HELD_OUT := \$\(DEMO_CORPUS\)/(\S+)$", makefile, re.MULTILINE)
     assert match, "Makefile: no HELD_OUT := $(DEMO_CORPUS)/... line"
-    config = DemoCorpusConfig()
-    sentences = load_sentences(Path(config.fortunes_dir))
-    sets = split_sentence_sets(sentences, config.num_dev_sentences, config.num_test_sentences, config.seed)
-    _, utterances = plan_corpus(sets, build_voice_pool(), config)
+    utterances = plan_demo_corpus(DemoCorpusConfig()).utterances
     planned = {str(u.relative_dir / f"{u.utt_id}.flac"): u for u in utterances}
     assert match.group(1) in planned
     assert planned[match.group(1)].speaker.split == "test"

@@ -140,6 +140,29 @@ def check_tools() -> None:
             raise DemoCorpusError(f"{tool} not found: run tools/setup_system.sh")
 
 
+@dataclasses.dataclass(frozen=True)
+class CorpusPlan:
+    """Everything the corpus will hold, decided before any audio is rendered."""
+
+    sentences: list[str]  # every usable sentence found
+    voice_pool: dict[str, list[str]]  # the voices that work here
+    speakers: list[Speaker]
+    utterances: list[Utterance]
+
+
+def plan_demo_corpus(config: DemoCorpusConfig) -> CorpusPlan:
+    """The sentences, voices, speakers and utterances `config` gives on this machine."""
+    sentences = load_sentences(Path(config.fortunes_dir))
+    if len(sentences) <= config.num_dev_sentences + config.num_test_sentences:
+        raise DemoCorpusError(f"{len(sentences)} sentences are not enough for the requested dev/test sizes")
+    voice_pool = build_voice_pool()
+    sentence_sets = split_sentence_sets(
+        sentences, config.num_dev_sentences, config.num_test_sentences, config.seed
+    )
+    speakers, utterances = plan_corpus(sentence_sets, voice_pool, config)
+    return CorpusPlan(sentences, voice_pool, speakers, utterances)
+
+
 def build_demo_corpus(
     config: DemoCorpusConfig, output_dir: Path, workers: int = 2, cross_utterances: int = 0
 ) -> BuildReport:
@@ -151,33 +174,26 @@ def build_demo_corpus(
         return BuildReport(up_to_date=True)
     check_tools()
     remove_temporary_files(output_dir)
-    sentences = load_sentences(Path(config.fortunes_dir))
-    if len(sentences) <= config.num_dev_sentences + config.num_test_sentences:
-        raise DemoCorpusError(f"{len(sentences)} sentences are not enough for the requested dev/test sizes")
-    voice_pool = build_voice_pool()
-    sentence_sets = split_sentence_sets(
-        sentences, config.num_dev_sentences, config.num_test_sentences, config.seed
-    )
-    speakers, utterances = plan_corpus(sentence_sets, voice_pool, config)
+    plan = plan_demo_corpus(config)
     summary = {}
     if not up_to_date:
         prepare_output_dir(output_dir, params)
-        results = render_all(output_dir, utterances, config, workers)
-        write_speakers(output_dir, speakers, config)
-        write_transcripts(output_dir, (u for u in utterances if results[u.utt_id][0] in KEPT))
-        summary = summarize(utterances, results)
+        results = render_all(output_dir, plan.utterances, config, workers)
+        write_speakers(output_dir, plan.speakers, config)
+        write_transcripts(output_dir, (u for u in plan.utterances if results[u.utt_id][0] in KEPT))
+        summary = summarize(plan.utterances, results)
         stamp = {
             "params": params,
-            "voice_pool": voice_pool,
-            "num_sentences": len(sentences),
-            "sentences_sha1": hashlib.sha1("\n".join(sentences).encode()).hexdigest(),
+            "voice_pool": plan.voice_pool,
+            "num_sentences": len(plan.sentences),
+            "sentences_sha1": hashlib.sha1("\n".join(plan.sentences).encode()).hexdigest(),
             "summary": summary,
         }
         atomic.write_text(output_dir / STAMP_FILE, json.dumps(stamp, indent=1, sort_keys=True))
     cross_dirs: tuple[Path, ...] = ()
     if cross_utterances:
-        cross = plan_cross_sets(utterances, speakers, cross_utterances, config.seed)
+        cross = plan_cross_sets(plan.utterances, plan.speakers, cross_utterances, config.seed)
         results = render_all(output_dir, cross, config, workers)
         write_transcripts(output_dir, (u for u in cross if results[u.utt_id][0] in KEPT))
         cross_dirs = tuple(output_dir / CROSS_DIR / name for name in CROSS_SETS)
-    return BuildReport(up_to_date, len(sentences), summary, time.monotonic() - start, cross_dirs)
+    return BuildReport(up_to_date, len(plan.sentences), summary, time.monotonic() - start, cross_dirs)
