@@ -8,6 +8,7 @@ export MALLOC_TRIM_THRESHOLD_ := 1073741824
 DEMO_CORPUS := datasets/demo
 DEMO_MODEL := models/demo/model.pt
 DEMO_EXPORT := exports/demo
+DEMO_LM := logs/demo-lm.npz
 HELD_OUT := $(DEMO_CORPUS)/test/7002/2002/7002-2002-0033.flac
 DEMO_RETRAIN_MINUTES ?= 12
 
@@ -53,6 +54,10 @@ demo: corpus
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/dev
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --per_speaker
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --beam_size=4
+	$(PY) tools/train_lm.py --model=$(DEMO_MODEL) --text=$(DEMO_CORPUS)/train --dev=$(DEMO_CORPUS)/dev \
+		--output=$(DEMO_LM)
+	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --beam_size=4 \
+		--lm=$(DEMO_LM)
 	@echo "== 3/5 export to ONNX and OpenVINO (fp32 + int8), checked against PyTorch"
 	$(PY) export_onnx.py --checkpoint=$(DEMO_MODEL) --output_dir=$(DEMO_EXPORT) --int8
 	@echo "== 4/5 stream-caption a held-out recording with ONNX Runtime"

@@ -3,6 +3,7 @@
 python stream.py --model=models/demo/model.pt --input=talk.mp3
 python stream.py --model=exports/demo --backend=onnx --precision=int8 --input=talk.wav --format=jsonl
 python stream.py --model=exports/demo --backend=openvino --input=talk.flac --realtime
+python stream.py --model=exports/demo --backend=onnx --beam_size=4 --lm=exports/demo/lm.npz --input=talk.wav
 
 --format=text rewrites the current line as partial captions change and ends it when the
 segment is final (only finals when stdout is not a terminal); --format=jsonl writes one
@@ -24,7 +25,7 @@ from absl import app, flags
 
 from rnnt import cli
 from rnnt.audio import load_audio
-from rnnt.flags import decode_config_from_flags, stream_config_from_flags
+from rnnt.flags import decode_config_from_flags, lm_from_flags, stream_config_from_flags
 from rnnt.runtimes import BACKENDS, load_model
 from rnnt.streaming import FINAL, CaptionEvent, StreamingRecognizer
 
@@ -53,7 +54,10 @@ def main(argv: list[str]) -> None:
     model = load_model(_MODEL.value, _BACKEND.value, _PRECISION.value, _THREADS.value)
     samples = load_audio(_INPUT.value, model.features.sample_rate)
     recognizer = StreamingRecognizer(
-        model, stream_config_from_flags(), decode_config_from_flags(model.decode)
+        model,
+        stream_config_from_flags(),
+        decode_config_from_flags(model.decode),
+        lm_from_flags(model.tokenizer),
     )
     piece = max(1, round(recognizer.config.chunk_ms * model.features.sample_rate / 1000))
     for event in caption(recognizer, samples, piece, model.features.sample_rate, _REALTIME.value):

@@ -21,7 +21,7 @@ from rnnt.config import RunConfig, model_config_for_summary
 from rnnt.corpus import read_corpus
 from rnnt.distributed import Distributed
 from rnnt.evaluation import evaluate, rates_by_speaker, write_transcripts
-from rnnt.flags import decode_config_from_flags, run_config_from_flags, write_flagfile
+from rnnt.flags import decode_config_from_flags, lm_from_flags, run_config_from_flags, write_flagfile
 from rnnt.model import Transducer, count_parameters
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.training import Trainer
@@ -60,7 +60,10 @@ def run_eval(config: RunConfig) -> None:
         raise ValueError("--mode=eval needs --eval_set=PATH (or --test_manifest)")
     utterances = [u for u in read_corpus(corpus) if u.text]
     runtime = TorchRuntime(bundle.model)
-    result = evaluate(runtime, bundle.features, bundle.tokenizer, utterances, decode_config_from_flags())
+    lm = lm_from_flags(bundle.tokenizer)
+    result = evaluate(
+        runtime, bundle.features, bundle.tokenizer, utterances, decode_config_from_flags(), lm=lm
+    )
     rates = result.rates
     unreadable = f", {result.unreadable} unreadable scored as empty" if result.unreadable else ""
     print(

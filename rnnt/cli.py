@@ -46,7 +46,11 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [AudioError, ModelLoadError, FileNotFoundError, ValueError]
     # A module that was never imported raised nothing: importing it now would only load
     # torch (seconds) to report an error, and a torch-free deployment has neither.
-    for module, name in (("rnnt.checkpoint", "CheckpointError"), ("rnnt.corpus", "DataError")):
+    for module, name in (
+        ("rnnt.checkpoint", "CheckpointError"),
+        ("rnnt.corpus", "DataError"),
+        ("rnnt.lm", "LmError"),
+    ):
         if module in sys.modules:
             errors.append(getattr(sys.modules[module], name))
     return tuple(errors)

@@ -182,6 +182,12 @@ class DecodeConfig:
     blank_penalty: float = described(
         0.0, "subtracted from the blank logit before the softmax, as sherpa-onnx does (> 0: fewer deletions)"
     )
+    # Shallow fusion with a token n-gram LM (--lm, tools/train_lm.py), beam search only; the
+    # defaults are the best of a grid on the demo dev set (README, "Language model").
+    lm_weight: float = described(0.3, "with --lm: weight of the LM's log-probability added to each token's")
+    lm_token_bonus: float = described(
+        0.75, "with --lm: added to each token's log-probability (offsets the LM's cost)"
+    )
 
 
 @dataclass(frozen=True)

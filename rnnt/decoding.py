@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from rnnt.config import BLANK_ID, UNK_ID, DecodeConfig
+from rnnt.lm import NgramLm
 from rnnt.state import LstmState, select_state, stack_states
 
 GREEDY_LOOKAHEAD = 16  # encoder frames one greedy `join` scores ahead of the search
@@ -194,6 +195,7 @@ def beam_search(
     lengths: Sequence[int],
     beams: Sequence[Sequence[Hypothesis]],
     config: DecodeConfig,
+    lm: NgramLm | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search, up to `config.max_symbols_per_frame` tokens per frame.
 
@@ -221,7 +223,9 @@ def beam_search(
             streams = [b for b in active if live[b]]
             if not streams:
                 break
-            log_probs = _beam_log_probs(runtime, encoder_out[streams, t], [live[b] for b in streams], config)
+            log_probs = _beam_log_probs(
+                runtime, encoder_out[streams, t], [live[b] for b in streams], config, lm
+            )
             extensions: list[tuple[Hypothesis, int]] = []
             for b, logp in zip(streams, log_probs, strict=True):
                 survivors = _beam_round(live[b], logp, config.beam_size, finished[b], symbol == last_round)
@@ -249,12 +253,28 @@ class _Finished:
 
 
 def _beam_log_probs(
-    runtime: Runtime, frames: np.ndarray, beams: Sequence[Sequence[Hypothesis]], config: DecodeConfig
+    runtime: Runtime,
+    frames: np.ndarray,
+    beams: Sequence[Sequence[Hypothesis]],
+    config: DecodeConfig,
+    lm: NgramLm | None,
 ) -> list[np.ndarray]:
-    """One frame (S, J) of S streams -> each stream's (N, V) log-probs, in one `join`."""
+    """One frame (S, J) of S streams -> each stream's (N, V) log-probs, in one `join`.
+
+    With `lm`, shallow fusion: each token's log-prob gains `lm_weight` times the LM's given
+    the hypothesis's tokens, plus `lm_token_bonus` (which offsets the LM's cost per token,
+    without which the fused search prefers deletions); blank's is the transducer's alone.
+    """
+    hyps = [hyp for beam in beams for hyp in beam]
     sizes = [len(beam) for beam in beams]
-    pred = np.stack([hyp.predictor_out for beam in beams for hyp in beam])
+    pred = np.stack([hyp.predictor_out for hyp in hyps])
     logp = _log_probs(runtime, np.repeat(frames, sizes, axis=0), pred, config)
+    if lm is not None:
+        fused = (
+            config.lm_weight * np.stack([lm.log_probs(hyp.tokens) for hyp in hyps]) + config.lm_token_bonus
+        )
+        fused[:, BLANK_ID] = 0.0
+        logp += fused
     return np.split(logp, np.cumsum(sizes)[:-1])
 
 
@@ -321,12 +341,12 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def decode_features(
-    runtime: Runtime, features: Sequence[np.ndarray], config: DecodeConfig
+    runtime: Runtime, features: Sequence[np.ndarray], config: DecodeConfig, lm: NgramLm | None = None
 ) -> list[Hypothesis]:
     """Offline search over whole utterances' features (each (T, D)), batched; the best each."""
     encoder_out, encoder_lengths = encode_utterances(runtime, features)
     start = [initial_hypothesis(runtime)]
-    beams = search(runtime, encoder_out, encoder_lengths, [start] * len(features), config)
+    beams = search(runtime, encoder_out, encoder_lengths, [start] * len(features), config, lm)
     return [beam[0] for beam in beams]
 
 
@@ -346,16 +366,20 @@ def search(
     lengths: Sequence[int],
     beams: Sequence[Sequence[Hypothesis]],
     config: DecodeConfig,
+    lm: NgramLm | None = None,
 ) -> list[list[Hypothesis]]:
     """Continue each stream's beam over its next frames: greedy for beam_size 1, else beam.
 
     Greedy search continues the best hypothesis of each beam and returns one-element beams.
+    An `lm` is fused into beam search (`_beam_log_probs`); greedy search takes none.
     """
     if config.beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {config.beam_size}")
     if config.max_symbols_per_frame < 1:
         raise ValueError(f"max_symbols_per_frame must be at least 1, got {config.max_symbols_per_frame}")
+    if lm is not None and config.beam_size == 1:
+        raise ValueError("an LM needs beam search: set --beam_size above 1")
     if config.beam_size > 1:
-        return beam_search(runtime, encoder_out, lengths, beams, config)
+        return beam_search(runtime, encoder_out, lengths, beams, config, lm)
     best = greedy_search(runtime, encoder_out, lengths, [beam[0] for beam in beams], config)
     return [[hyp] for hyp in best]

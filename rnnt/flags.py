@@ -27,9 +27,13 @@ from rnnt.config import (
     replace,
 )
 from rnnt.config_flags import config_from_holders, define_config_flags
+from rnnt.lm import NgramLm, tokenizer_fingerprint
+from rnnt.tokenizer import Tokenizer
 
 FLAGS = flags.FLAGS
 C = TypeVar("C")
+
+LM = flags.DEFINE_string("lm", "", "token n-gram LM (tools/train_lm.py) fused into beam search; empty: none")
 
 CONFIG_FLAGS: dict[type, dict[str, flags.FlagHolder[Any]]] = {
     cls: define_config_flags(cls) for cls in ALL_CONFIGS
@@ -63,6 +67,13 @@ def run_config_from_flags() -> RunConfig:
 
 def decode_config_from_flags(base: DecodeConfig | None = None) -> DecodeConfig:
     return config_from_flags(DecodeConfig, base)
+
+
+def lm_from_flags(tokenizer: Tokenizer) -> NgramLm | None:
+    """The --lm file, checked against the model's tokenizer; None without --lm."""
+    if not LM.value:
+        return None
+    return NgramLm.load(LM.value, tokenizer_fingerprint(tokenizer.model_proto))
 
 
 def stream_config_from_flags() -> StreamConfig:

@@ -35,6 +35,7 @@ import numpy as np
 from rnnt.config import DecodeConfig, FeatureConfig, StreamConfig
 from rnnt.decoding import Hypothesis, initial_hypothesis, search
 from rnnt.features import StreamingFeatures
+from rnnt.lm import NgramLm
 from rnnt.runtimes import LoadedModel
 from rnnt.state import select_state, stack_states
 
@@ -135,11 +136,18 @@ def chunk_frames(config: StreamConfig, features: FeatureConfig, time_reduction: 
 class StreamingRecognizer:
     """Captions for one audio stream: `accept` samples as they come, then `finish`."""
 
-    def __init__(self, model: LoadedModel, config: StreamConfig, decode: DecodeConfig | None = None):
+    def __init__(
+        self,
+        model: LoadedModel,
+        config: StreamConfig,
+        decode: DecodeConfig | None = None,
+        lm: NgramLm | None = None,
+    ):
         self.model = model
         self.config = config
         self.runtime = model.runtime
         self.decode = model.decode if decode is None else decode
+        self.lm = lm  # fused into beam search; a segment's LM context starts afresh at its endpoint
         reduction = self.runtime.time_reduction
         self.chunk_frames = chunk_frames(config, model.features, reduction)
         self.frame_s = model.features.encoder_frame_s(reduction)
@@ -198,7 +206,7 @@ class StreamingRecognizer:
         while start < len(encoder_out):
             stop = min(len(encoder_out), start + frames_to_endpoint(self.beam, self.rules))
             frames = encoder_out[None, start:stop]
-            (self.beam,) = search(self.runtime, frames, [stop - start], [self.beam], self.decode)
+            (self.beam,) = search(self.runtime, frames, [stop - start], [self.beam], self.decode, self.lm)
             if endpoint_rule(self.beam[0], self.rules):
                 events += self._close_segment()
             start = stop

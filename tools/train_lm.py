@@ -1,0 +1,80 @@
+"""Estimate a token n-gram LM for shallow fusion in beam search (`rnnt.lm`).
+
+    python tools/train_lm.py --model=models/demo/model.pt --text=datasets/demo/train \\
+        --dev=datasets/demo/dev --output=exports/demo/lm.npz
+    python train.py --mode=eval --checkpoint=models/demo/model.pt --eval_set=datasets/demo/test \\
+        --beam_size=4 --lm=exports/demo/lm.npz
+
+--text takes JSONL manifests, LibriSpeech-layout folders and plain .txt files (one sentence a
+line), comma-separated. Text is normalised as training transcripts are and tokenised with the
+model's tokenizer, so the LM only fits that model (its file records which). Keep the sentences
+of any set you score on out of --text; --dev prints the LM's perplexity on one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+from absl import app, flags
+
+from rnnt import cli
+from rnnt.corpus import DataError, read_corpus
+from rnnt.lm import NgramLm, tokenizer_fingerprint
+from rnnt.runtimes import load_model
+from rnnt.text import normalize
+
+_MODEL = flags.DEFINE_string(
+    "model", "models/demo/model.pt", "checkpoint or export directory (for its tokenizer)"
+)
+_TEXT = flags.DEFINE_string(
+    "text", "", "training text: manifests, LibriSpeech folders, .txt files; comma-separated"
+)
+_DEV = flags.DEFINE_string("dev", "", "optional held-out text (same forms) to report perplexity on")
+_OUTPUT = flags.DEFINE_string("output", "", "LM file to write (.npz)")
+_ORDER = flags.DEFINE_integer("order", 5, "n-gram order in tokens (5: the best on the demo dev set)")
+_DISCOUNT = flags.DEFINE_float("discount", 0.75, "Kneser-Ney absolute discount")
+
+
+def read_sentences(specs: str) -> Iterator[str]:
+    """Normalised non-empty sentences from comma-separated manifests, folders and .txt files."""
+    for spec in filter(None, (s.strip() for s in specs.split(","))):
+        path = Path(spec)
+        if path.suffix == ".txt" and path.is_file():
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        else:
+            lines = [u.text for u in read_corpus(path)]
+        yield from filter(None, (normalize(line) for line in lines))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name, holder in (("--text", _TEXT), ("--output", _OUTPUT)):
+        if not holder.value:
+            raise ValueError(f"{name} is required")
+    model_path = Path(_MODEL.value)
+    tokenizer = load_model(model_path, "torch" if model_path.is_file() else "onnx").tokenizer
+    sentences = sorted(set(read_sentences(_TEXT.value)))  # a sentence read twice is not twice as likely
+    if not sentences:
+        raise DataError(f"{_TEXT.value}: no sentences")
+    lm = NgramLm.train(
+        (tokenizer.encode(s) for s in sentences),
+        tokenizer.vocab_size,
+        tokenizer_fingerprint(tokenizer.model_proto),
+        _ORDER.value,
+        _DISCOUNT.value,
+    )
+    lm.save(_OUTPUT.value)
+    size_mb = Path(_OUTPUT.value).stat().st_size / 1e6
+    print(f"wrote {_OUTPUT.value}: {lm.order}-gram over {len(sentences)} sentences ({size_mb:.1f} MB)")
+    if _DEV.value:
+        dev = [tokenizer.encode(s) for s in read_sentences(_DEV.value)]
+        log_prob = sum(lm.sentence_log_prob(tokens) for tokens in dev)
+        count = sum(len(tokens) + 1 for tokens in dev)  # each sentence's end counts as a token
+        print(f"{_DEV.value}: perplexity {math.exp(-log_prob / count):.2f} per token ({count} tokens)")
+
+
+if __name__ == "__main__":
+    app.run(cli.guarded(main))
