@@ -131,6 +131,22 @@ def read_weighted_corpora(specs: str) -> list[Utterance]:
     return merged
 
 
+def read_sentences(specs: str) -> list[str]:
+    """Normalised non-empty sentences from comma-separated manifests, LibriSpeech folders and
+    plain .txt files (one sentence a line), each distinct sentence once (for LM text)."""
+    sentences: set[str] = set()
+    for spec in filter(None, (s.strip() for s in specs.split(","))):
+        path = Path(spec)
+        if path.suffix == ".txt" and path.is_file():
+            lines = [normalize(line) for line in _read_text(path).splitlines()]
+        else:
+            lines = [u.text for u in read_corpus(path)]
+        sentences.update(filter(None, lines))
+    if not sentences:
+        raise DataError(f"{specs}: no sentences")
+    return sorted(sentences)
+
+
 def filter_utterances(utterances: Sequence[Utterance], config: DataConfig) -> list[Utterance]:
     """Drop (and count in the log) empty transcripts and out-of-range durations."""
     kept = [u for u in utterances if u.text and config.min_duration <= u.duration <= config.max_duration]

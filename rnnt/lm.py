@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -118,6 +119,14 @@ class NgramLm:
         for i, token in enumerate([*tokens, BOUNDARY]):
             total += float(self.log_probs(tokens[:i])[token])
         return total
+
+    def perplexity(self, sequences: Iterable[Sequence[int]]) -> tuple[float, int]:
+        """Per-token perplexity over sentences (each end counted as a token), and that count."""
+        log_prob, count = 0.0, 0
+        for tokens in sequences:
+            log_prob += self.sentence_log_prob(tokens)
+            count += len(tokens) + 1
+        return math.exp(-log_prob / max(count, 1)), count
 
     def _compute(self, context: tuple[int, ...]) -> np.ndarray:
         probs = np.full(self.vocab_size, 1.0 / self.vocab_size)

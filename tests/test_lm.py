@@ -13,7 +13,7 @@ import torch
 
 from rnnt.checkpoint import atomic_save, make_checkpoint
 from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, TokenizerConfig
-from rnnt.corpus import read_librispeech
+from rnnt.corpus import DataError, read_librispeech, read_sentences
 from rnnt.decoding import beam_search, initial_hypothesis, search
 from rnnt.lm import LmError, NgramLm
 from rnnt.model import Transducer
@@ -84,6 +84,23 @@ def test_higher_order_prefers_the_seen_continuation() -> None:
     after = lm.log_probs([5, 3])
     assert int(np.argmax(after)) == 4  # "5 3" was followed by 4
     assert lm.sentence_log_prob([2, 3, 4]) > lm.sentence_log_prob([4, 3, 2])
+    seen, count = lm.perplexity(SENTENCES)
+    assert count == sum(len(sentence) + 1 for sentence in SENTENCES)
+    assert 1 < seen < lm.perplexity([sentence[::-1] for sentence in SENTENCES])[0]
+
+
+def test_read_sentences_normalises_and_counts_each_once(tmp_path: Path, tiny_corpus: Path) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("Hello, World!\n\nhello world\nSecond one.\n")
+    assert read_sentences(str(text)) == ["hello world", "second one"]
+    train = read_librispeech(tiny_corpus / "train")
+    both = read_sentences(f"{text},{tiny_corpus / 'train'}")
+    assert both == sorted({"hello world", "second one", *(u.text for u in train)})
+    (tmp_path / "empty.txt").write_text("\n,.\n")
+    with pytest.raises(DataError, match="no sentences"):
+        read_sentences(str(tmp_path / "empty.txt"))
+    with pytest.raises(DataError, match="no such manifest"):
+        read_sentences(str(tmp_path / "missing"))
 
 
 def test_save_load_and_refusals(tmp_path: Path) -> None:

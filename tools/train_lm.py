@@ -13,17 +13,14 @@ of any set you score on out of --text; --dev prints the LM's perplexity on one.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from pathlib import Path
 
 from absl import app, flags
 
 from rnnt import cli
-from rnnt.corpus import DataError, read_corpus
+from rnnt.corpus import read_sentences
 from rnnt.lm import NgramLm, tokenizer_fingerprint
 from rnnt.runtimes import load_model
-from rnnt.text import normalize
 
 _MODEL = flags.DEFINE_string(
     "model", "models/demo/model.pt", "checkpoint or export directory (for its tokenizer)"
@@ -37,17 +34,6 @@ _ORDER = flags.DEFINE_integer("order", 5, "n-gram order in tokens (5: the best o
 _DISCOUNT = flags.DEFINE_float("discount", 0.75, "Kneser-Ney absolute discount")
 
 
-def read_sentences(specs: str) -> Iterator[str]:
-    """Normalised non-empty sentences from comma-separated manifests, folders and .txt files."""
-    for spec in filter(None, (s.strip() for s in specs.split(","))):
-        path = Path(spec)
-        if path.suffix == ".txt" and path.is_file():
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        else:
-            lines = [u.text for u in read_corpus(path)]
-        yield from filter(None, (normalize(line) for line in lines))
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -56,9 +42,7 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"{name} is required")
     model_path = Path(_MODEL.value)
     tokenizer = load_model(model_path, "torch" if model_path.is_file() else "onnx").tokenizer
-    sentences = sorted(set(read_sentences(_TEXT.value)))  # a sentence read twice is not twice as likely
-    if not sentences:
-        raise DataError(f"{_TEXT.value}: no sentences")
+    sentences = read_sentences(_TEXT.value)  # each once: a sentence read by two speakers is one sentence
     lm = NgramLm.train(
         (tokenizer.encode(s) for s in sentences),
         tokenizer.vocab_size,
@@ -70,10 +54,8 @@ def main(argv: list[str]) -> None:
     size_mb = Path(_OUTPUT.value).stat().st_size / 1e6
     print(f"wrote {_OUTPUT.value}: {lm.order}-gram over {len(sentences)} sentences ({size_mb:.1f} MB)")
     if _DEV.value:
-        dev = [tokenizer.encode(s) for s in read_sentences(_DEV.value)]
-        log_prob = sum(lm.sentence_log_prob(tokens) for tokens in dev)
-        count = sum(len(tokens) + 1 for tokens in dev)  # each sentence's end counts as a token
-        print(f"{_DEV.value}: perplexity {math.exp(-log_prob / count):.2f} per token ({count} tokens)")
+        perplexity, count = lm.perplexity(tokenizer.encode(s) for s in read_sentences(_DEV.value))
+        print(f"{_DEV.value}: perplexity {perplexity:.2f} per token ({count} tokens)")
 
 
 if __name__ == "__main__":
