@@ -234,15 +234,20 @@ def test_openvino_bf16_is_close_to_torch(
 
 
 TORCH_FREE = """
+import dataclasses
 import sys
 import numpy as np
 from rnnt.features import compute_features
 from rnnt.decoding import decode_features
+from rnnt.lm import NgramLm
 from rnnt.runtimes import load_model
 samples = np.random.default_rng(0).uniform(-0.1, 0.1, 16000).astype(np.float32)
 for backend, precision in (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32")):
     loaded = load_model(sys.argv[1], backend, precision)
-    decode_features(loaded.runtime, [compute_features(samples, loaded.features)], loaded.decode)
+    features = [compute_features(samples, loaded.features)]
+    decode_features(loaded.runtime, features, loaded.decode)
+    lm = NgramLm.train([[2, 3], [3]], loaded.tokenizer.vocab_size, "any", order=2)
+    decode_features(loaded.runtime, features, dataclasses.replace(loaded.decode, beam_size=2), lm)
     assert "torch" not in sys.modules, backend + " imported torch"
 """
 
