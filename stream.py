@@ -3,7 +3,7 @@
 python stream.py --model=models/demo/model.pt --input=talk.mp3
 python stream.py --model=exports/demo --backend=onnx --precision=int8 --input=talk.wav --format=jsonl
 python stream.py --model=exports/demo --backend=openvino --input=talk.flac --realtime
-python stream.py --model=exports/demo --backend=onnx --beam_size=4 --lm=exports/demo/lm.npz --input=talk.wav
+python stream.py --model=exports/demo --backend=onnx --beam_size=4 --lm=logs/demo-lm.npz --input=talk.wav
 
 --format=text rewrites the current line as partial captions change and ends it when the
 segment is final (only finals when stdout is not a terminal); --format=jsonl writes one

@@ -194,13 +194,13 @@ def _key(context: Sequence[int], vocab_size: int) -> np.uint64:
 
 
 def _pack(table: Mapping[tuple[int, ...], Mapping[int, int]], vocab_size: int) -> _Order:
-    contexts = sorted(table, key=lambda c: int(_key(c, vocab_size)))
-    offsets = np.zeros(len(contexts) + 1, dtype=np.int64)
+    keyed = sorted((int(_key(context, vocab_size)), context) for context in table)
+    offsets = np.zeros(len(keyed) + 1, dtype=np.int64)
     tokens, counts = [], []
-    for i, context in enumerate(contexts):
+    for i, (_, context) in enumerate(keyed):
         following = sorted(table[context].items())
         tokens += [t for t, _ in following]
         counts += [n for _, n in following]
         offsets[i + 1] = offsets[i] + len(following)
-    keys = np.array([_key(c, vocab_size) for c in contexts], dtype=np.uint64)
+    keys = np.array([key for key, _ in keyed], dtype=np.uint64)
     return _Order(keys, offsets, np.array(tokens, dtype=np.int64), np.array(counts, dtype=np.float64))

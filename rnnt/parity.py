@@ -19,7 +19,7 @@ from rnnt.config import BLANK_ID, FeatureConfig
 from rnnt.decoding import Runtime
 from rnnt.features import compute_features
 from rnnt.model import Transducer
-from rnnt.runtimes import GRAPHS
+from rnnt.runtimes import GRAPHS, open_export_runtime
 from rnnt.runtimes.pytorch import TorchRuntime
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,6 @@ def parity_features(config: FeatureConfig, audio_path: str | Path | None = None)
     return compute_features(samples, config)[None]
 
 
-def open_runtime(backend: str, directory: Path, model: Transducer, precision: str) -> Runtime:
-    if backend == "onnx":
-        from rnnt.runtimes.ort import OnnxRuntime
-
-        return OnnxRuntime(directory, model.config, precision)
-    from rnnt.runtimes.ov import OpenVinoRuntime
-
-    return OpenVinoRuntime(directory, model.config, precision)
-
-
 def check_parity(
     model: Transducer, directory: Path, features: np.ndarray, variants: list[tuple[str, str]]
 ) -> list[ParityResult]:
@@ -103,7 +93,7 @@ def check_parity(
     expected["joint"] = [reference.join(encoder_rows, predictor_rows)]
     results = []
     for backend, precision in variants:
-        runtime = open_runtime(backend, directory, model, precision)
+        runtime = open_export_runtime(directory, backend, model.config, precision)
         outputs = _run_graphs(runtime, features, tokens)
         outputs["joint"] = [runtime.join(encoder_rows, predictor_rows)]
         tolerance = FP32_TOLERANCE if precision == "fp32" else None

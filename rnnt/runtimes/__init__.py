@@ -180,24 +180,26 @@ def is_current_export(directory: Path) -> bool:
     return True
 
 
-def _load_export(directory: Path, backend: str, precision: str, threads: int) -> LoadedModel:
-    config = read_export_config(directory)
-    model_config = from_dict(ModelConfig, config["model"])
-    runtime: Runtime
+def open_export_runtime(
+    directory: Path, backend: str, config: ModelConfig, precision: str = "fp32", threads: int = 0
+) -> Runtime:
+    """The onnx or openvino runtime of the graphs in an export directory."""
     if backend == "onnx":
         from rnnt.runtimes.ort import OnnxRuntime
 
-        runtime = OnnxRuntime(directory, model_config, precision, threads)
-    elif backend == "openvino":
+        return OnnxRuntime(directory, config, precision, threads)
+    if backend == "openvino":
         from rnnt.runtimes.ov import OpenVinoRuntime
 
-        runtime = OpenVinoRuntime(directory, model_config, precision, threads)
-    else:
-        raise ModelLoadError(
-            f"{directory}: the torch backend takes a checkpoint file, not an export directory"
-        )
+        return OpenVinoRuntime(directory, config, precision, threads)
+    raise ModelLoadError(f"{directory}: the torch backend takes a checkpoint file, not an export directory")
+
+
+def _load_export(directory: Path, backend: str, precision: str, threads: int) -> LoadedModel:
+    config = read_export_config(directory)
+    model_config = from_dict(ModelConfig, config["model"])
     return LoadedModel(
-        runtime,
+        open_export_runtime(directory, backend, model_config, precision, threads),
         from_dict(FeatureConfig, config["feature"]),
         model_config,
         Tokenizer.load(directory / TOKENIZER_FILE),
