@@ -58,6 +58,8 @@ demo: corpus
 		--output=$(DEMO_LM)
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --beam_size=4 \
 		--lm=$(DEMO_LM)
+	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --beam_size=8 \
+		--lm=$(DEMO_LM) --ctc_rescore_weight=0.2
 	@echo "== 3/5 export to ONNX and OpenVINO (fp32 + int8), checked against PyTorch"
 	$(PY) export_onnx.py --checkpoint=$(DEMO_MODEL) --output_dir=$(DEMO_EXPORT) --int8
 	@echo "== 4/5 stream-caption a held-out recording with ONNX Runtime"

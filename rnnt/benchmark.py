@@ -44,6 +44,7 @@ class TimedRuntime:
     def __init__(self, runtime: Runtime):
         self.inner = runtime
         self.time_reduction = runtime.time_reduction
+        self.has_ctc = runtime.has_ctc
         self.calls: dict[str, list[float]] = defaultdict(list)
 
     def _timed(self, name: str, function: Callable[..., T], *args: Any) -> T:
@@ -60,6 +61,11 @@ class TimedRuntime:
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         return self._timed("encoder", self.inner.encode, features, state)
+
+    def encode_with_ctc(
+        self, features: np.ndarray, state: LstmState
+    ) -> tuple[np.ndarray, np.ndarray, LstmState]:
+        return self._timed("encoder", self.inner.encode_with_ctc, features, state)
 
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         return self._timed("predictor", self.inner.predict, tokens, state)

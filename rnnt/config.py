@@ -188,6 +188,11 @@ class DecodeConfig:
     lm_token_bonus: float = described(
         0.75, "with --lm: added to each token's log-probability (offsets the LM's cost)"
     )
+    # A second pass over each utterance's (or caption segment's) final beam, for models trained
+    # with a CTC head (`rnnt.rescoring`); 0.2 was the best on the demo dev set (README).
+    ctc_rescore_weight: float = described(
+        0.0, "beam search: re-rank the final beam by score + this x the CTC head's log-likelihood (0: off)"
+    )
 
 
 @dataclass(frozen=True)

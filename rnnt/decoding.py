@@ -18,6 +18,7 @@ import numpy as np
 
 from rnnt.config import BLANK_ID, UNK_ID, DecodeConfig
 from rnnt.lm import NgramLm
+from rnnt.rescoring import check_rescoring, encode_chunk, rescore_beam
 from rnnt.state import LstmState, select_state, stack_states
 
 GREEDY_LOOKAHEAD = 16  # encoder frames one greedy `join` scores ahead of the search
@@ -32,11 +33,18 @@ class Runtime(Protocol):
     """
 
     time_reduction: int  # input frames per encoder frame
+    has_ctc: bool  # the model has a CTC head (and the export its output): `encode_with_ctc` works
 
     def init_encoder_state(self, batch_size: int) -> LstmState: ...
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B, T, D) float32 frames -> (B, T', J) and the new state."""
+        ...
+
+    def encode_with_ctc(
+        self, features: np.ndarray, state: LstmState
+    ) -> tuple[np.ndarray, np.ndarray, LstmState]:
+        """`encode`, plus the CTC head's (B, T', V) log-probabilities (`rnnt.rescoring`)."""
         ...
 
     def init_predictor_state(self, batch_size: int) -> LstmState: ...
@@ -343,21 +351,39 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
 def decode_features(
     runtime: Runtime, features: Sequence[np.ndarray], config: DecodeConfig, lm: NgramLm | None = None
 ) -> list[Hypothesis]:
-    """Offline search over whole utterances' features (each (T, D)), batched; the best each."""
-    encoder_out, encoder_lengths = encode_utterances(runtime, features)
+    """Offline search over whole utterances' features (each (T, D)), batched; the best each.
+
+    With `config.ctc_rescore_weight`, the best after re-ranking each final beam with the CTC
+    head (`rnnt.rescoring`).
+    """
+    check_rescoring(runtime, config)
+    padded, lengths = _padded(runtime, features)
+    state = runtime.init_encoder_state(len(features))
+    encoder_out, ctc_log_probs, _ = encode_chunk(runtime, padded, state, config.ctc_rescore_weight > 0)
     start = [initial_hypothesis(runtime)]
-    beams = search(runtime, encoder_out, encoder_lengths, [start] * len(features), config, lm)
-    return [beam[0] for beam in beams]
+    beams = search(runtime, encoder_out, lengths, [start] * len(features), config, lm)
+    if ctc_log_probs is None:
+        return [beam[0] for beam in beams]
+    return [
+        rescore_beam(beam, ctc_log_probs[i, :length], config.ctc_rescore_weight)[0]
+        for i, (beam, length) in enumerate(zip(beams, lengths, strict=True))
+    ]
 
 
 def encode_utterances(runtime: Runtime, features: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
     """Whole utterances' features (each (T, D)) -> padded (B, T', J) and each one's T'."""
+    padded, lengths = _padded(runtime, features)
+    encoder_out, _ = runtime.encode(padded, runtime.init_encoder_state(len(features)))
+    return encoder_out, lengths
+
+
+def _padded(runtime: Runtime, features: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    """Features (each (T, D)) -> zero-padded (B, T, D) and each utterance's T'."""
     lengths = [len(f) for f in features]
     padded = np.zeros((len(features), max(lengths), features[0].shape[1]), dtype=np.float32)
     for i, f in enumerate(features):
         padded[i, : len(f)] = f
-    encoder_out, _ = runtime.encode(padded, runtime.init_encoder_state(len(features)))
-    return encoder_out, [length // runtime.time_reduction for length in lengths]
+    return padded, [length // runtime.time_reduction for length in lengths]
 
 
 def search(

@@ -29,6 +29,7 @@ from rnnt.model import Transducer
 from rnnt.parity import ParityResult, check_parity, parity_features
 from rnnt.runtimes import (
     CONFIG_FILE,
+    ENCODER_CTC_OUTPUT,
     EXPORT_FORMAT,
     GRAPH_INPUTS,
     GRAPH_OUTPUTS,
@@ -124,9 +125,13 @@ class _EncoderGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, features: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out, state = self.model.search_encode(features, LstmState(h, c))
-        return out, state.h, state.c
+    def forward(self, features: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, ...]:
+        """A model with a CTC head also outputs its log-probabilities (`ENCODER_CTC_OUTPUT`)."""
+        if self.model.ctc is None:
+            out, state = self.model.search_encode(features, LstmState(h, c))
+            return out, state.h, state.c
+        out, ctc_log_probs, state = self.model.search_encode_with_ctc(features, LstmState(h, c))
+        return out, state.h, state.c, ctc_log_probs
 
 
 class _DecoderGraph(nn.Module):
@@ -166,6 +171,7 @@ def _graphs(
             _EncoderGraph(model),
             (torch.zeros(TRACE_BATCH, frames, config.input_dim), *encoder_state),
             {"features": {0: "batch", 1: "frames"}, "encoder_out": {0: "batch", 1: "encoder_frames"}}
+            | {ENCODER_CTC_OUTPUT: {0: "batch", 1: "encoder_frames"}}
             | state_axes,
         ),
         "decoder": (
@@ -206,8 +212,13 @@ def _write_onnx(
 ) -> None:
     """Graph `name` traced by the TorchScript exporter (dynamo=False): it maps nn.LSTM to ONNX
     LSTM with dynamic batch and time. The torch.export one needs onnxscript, took 16 s per
-    graph here and declared the encoder's reduced time axis static.
+    graph here and declared the encoder's reduced time axis static. A model with a CTC head
+    gets the encoder's fourth output (`ENCODER_CTC_OUTPUT`).
     """
+    output_names = list(GRAPH_OUTPUTS[name])
+    if name == "encoder" and isinstance(module, _EncoderGraph) and module.model.ctc is not None:
+        output_names.append(ENCODER_CTC_OUTPUT)
+    names = set(GRAPH_INPUTS[name]) | set(output_names)
     with warnings.catch_warnings():
         # nn.LSTM's argument checks, on traced sizes; the states are graph inputs.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.nn\.modules\.rnn")
@@ -221,8 +232,8 @@ def _write_onnx(
             dynamo=False,
             opset_version=opset,
             input_names=list(GRAPH_INPUTS[name]),
-            output_names=list(GRAPH_OUTPUTS[name]),
-            dynamic_axes=dynamic_axes,
+            output_names=output_names,
+            dynamic_axes={axis: axes for axis, axes in dynamic_axes.items() if axis in names},
         )
 
 

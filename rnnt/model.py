@@ -290,6 +290,15 @@ class Transducer(nn.Module):
         out, new_state = self.encoder(features, state)
         return apply_linear(self.joint.enc_proj, out), new_state
 
+    def search_encode_with_ctc(self, features: Tensor, state: LstmState) -> tuple[Tensor, Tensor, LstmState]:
+        """`search_encode` plus the CTC head's (B, T', V) log-probabilities, for the second
+        pass (`rnnt.rescoring`); the model must have a CTC head."""
+        if self.ctc is None:
+            raise ValueError("this model has no CTC head (trained without --ctc_head)")
+        out, new_state = self.encoder(features, state)
+        ctc_log_probs = apply_linear(self.ctc, out).log_softmax(-1)
+        return apply_linear(self.joint.enc_proj, out), ctc_log_probs, new_state
+
     def search_predict(
         self, tokens: Tensor, state: LstmState, stepwise: bool | None = None
     ) -> tuple[Tensor, LstmState]:

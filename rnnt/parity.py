@@ -1,9 +1,9 @@
 """An export's parity check: every exported runtime against PyTorch on the same input.
 
-Real features (a recording, or synthetic speech) go through two consecutive encoder chunks,
-two predictor steps over three streams and the joint, on PyTorch and on each runtime; the
-largest difference in any output or state is compared with a tolerance (fp32) or reported
-(int8).
+Real features (a recording, or synthetic speech) go through two consecutive encoder chunks
+(with the CTC head's output, if the model has one), two predictor steps over three streams
+and the joint, on PyTorch and on each runtime; the largest difference in any output or state
+is compared with a tolerance (fp32) or reported (int8).
 """
 
 from __future__ import annotations
@@ -113,8 +113,12 @@ def _run_graphs(runtime: Runtime, features: np.ndarray, tokens: np.ndarray) -> d
     encoder: list[np.ndarray] = []
     state = runtime.init_encoder_state(1)
     for chunk in (features[:, :split], features[:, split:end]):
-        out, state = runtime.encode(chunk, state)
-        encoder += [out, state.h, state.c]
+        if runtime.has_ctc:  # the CTC head's output too (`rnnt.rescoring`)
+            out, ctc_log_probs, state = runtime.encode_with_ctc(chunk, state)
+            encoder += [out, state.h, state.c, ctc_log_probs]
+        else:
+            out, state = runtime.encode(chunk, state)
+            encoder += [out, state.h, state.c]
     decoder: list[np.ndarray] = []
     state = runtime.init_predictor_state(tokens.shape[1])
     for step in tokens:
@@ -124,7 +128,10 @@ def _run_graphs(runtime: Runtime, features: np.ndarray, tokens: np.ndarray) -> d
 
 
 def _max_abs_diff(expected: list[np.ndarray], actual: list[np.ndarray]) -> float:
-    """The largest elementwise difference; infinite for a shape mismatch or a NaN."""
+    """The largest elementwise difference; infinite for a shape mismatch, a missing output
+    (an export without the CTC head's) or a NaN."""
+    if len(expected) != len(actual):
+        return float("inf")
     worst = 0.0
     for want, got in zip(expected, actual, strict=True):
         if want.shape != got.shape or not np.isfinite(got).all():

@@ -17,6 +17,10 @@ segments. Design choices:
   segment, so no audio is dropped or decoded twice.
 - A segment closed without text (rule 1, or only silence) emits no event and takes no
   segment index; the next segment starts where it ended.
+- With CTC rescoring (`DecodeConfig.ctc_rescore_weight`) the recogniser keeps the CTC head's
+  log-probabilities of the open segment's frames and re-ranks its beam when the segment
+  closes, so a final may differ from the segment's last partial (which shows the search's
+  best so far). Without endpointing the segment is the whole stream: V floats a frame.
 
 All state is explicit (feature buffer, encoder `LstmState`, beam), so streams of one
 runtime can share encoder calls: `decode_chunks` stacks their states into one batch.
@@ -36,6 +40,7 @@ from rnnt.config import DecodeConfig, FeatureConfig, StreamConfig
 from rnnt.decoding import Hypothesis, initial_hypothesis, search
 from rnnt.features import StreamingFeatures
 from rnnt.lm import NgramLm
+from rnnt.rescoring import check_rescoring, encode_chunk, rescore_beam
 from rnnt.runtimes import LoadedModel
 from rnnt.state import select_state, stack_states
 
@@ -148,6 +153,8 @@ class StreamingRecognizer:
         self.runtime = model.runtime
         self.decode = model.decode if decode is None else decode
         self.lm = lm  # fused into beam search; a segment's LM context starts afresh at its endpoint
+        check_rescoring(self.runtime, self.decode)
+        self.rescoring = self.decode.ctc_rescore_weight > 0
         reduction = self.runtime.time_reduction
         self.chunk_frames = chunk_frames(config, model.features, reduction)
         self.frame_s = model.features.encoder_frame_s(reduction)
@@ -165,6 +172,7 @@ class StreamingRecognizer:
         self.segment_start = 0  # encoder frames before the current segment
         self._shown = ""  # the current segment's text in its last event
         self._shown_tokens: list[int] = []  # and its tokens (a chunk without new ones skips decoding)
+        self._segment_ctc: list[np.ndarray] = []  # with rescoring: (T', V) CTC log-probs of the segment
 
     def accept(self, samples: np.ndarray) -> list[CaptionEvent]:
         """Mono samples (S,) at the model's sample rate -> the events they cause."""
@@ -178,10 +186,10 @@ class StreamingRecognizer:
         usable = len(self.frames) - len(self.frames) % self.runtime.time_reduction
         events = []
         if usable:
-            encoder_out, self.encoder_state = self.runtime.encode(
-                self.frames[None, :usable], self.encoder_state
+            encoder_out, ctc_log_probs, self.encoder_state = encode_chunk(
+                self.runtime, self.frames[None, :usable], self.encoder_state, self.rescoring
             )
-            events = self._decode(encoder_out[0])
+            events = self._decode(encoder_out[0], None if ctc_log_probs is None else ctc_log_probs[0])
         events += self._close_segment()
         self.reset()
         return events
@@ -199,14 +207,17 @@ class StreamingRecognizer:
         chunk, self.frames = self.frames[: self.chunk_frames], self.frames[self.chunk_frames :]
         return chunk
 
-    def _decode(self, encoder_out: np.ndarray) -> list[CaptionEvent]:
-        """Search (T', J) encoder frames, closing a segment at each endpoint."""
+    def _decode(self, encoder_out: np.ndarray, ctc_log_probs: np.ndarray | None = None) -> list[CaptionEvent]:
+        """Search (T', J) encoder frames, closing a segment at each endpoint; with rescoring,
+        `ctc_log_probs` (T', V) are the same frames' CTC log-probabilities."""
         events = []
         start = 0
         while start < len(encoder_out):
             stop = min(len(encoder_out), start + frames_to_endpoint(self.beam, self.rules))
             frames = encoder_out[None, start:stop]
             (self.beam,) = search(self.runtime, frames, [stop - start], [self.beam], self.decode, self.lm)
+            if ctc_log_probs is not None:
+                self._segment_ctc.append(ctc_log_probs[start:stop])
             if endpoint_rule(self.beam[0], self.rules):
                 events += self._close_segment()
             start = stop
@@ -225,6 +236,10 @@ class StreamingRecognizer:
 
     def _close_segment(self) -> list[CaptionEvent]:
         """The final event (if there is text), then a new segment from here."""
+        if self._segment_ctc:
+            frames = np.concatenate(self._segment_ctc)
+            self.beam = rescore_beam(self.beam, frames, self.decode.ctc_rescore_weight)
+            self._segment_ctc = []
         events = [self._event(FINAL)] if self.text() else []
         self.segment += len(events)
         self.segment_start += self.beam[0].num_frames
@@ -264,8 +279,10 @@ def decode_chunks(
         batch = [recognizers[i] for i in ready]
         features = np.stack([r._pop_chunk() for r in batch])
         state = stack_states([r.encoder_state for r in batch])
-        encoder_out, state = batch[0].runtime.encode(features, state)
+        rescoring = any(r.rescoring for r in batch)
+        encoder_out, ctc_log_probs, state = encode_chunk(batch[0].runtime, features, state, rescoring)
         for row, (i, recognizer) in enumerate(zip(ready, batch, strict=True)):
             recognizer.encoder_state = select_state(state, [row])
-            events[i] += recognizer._decode(encoder_out[row]) + recognizer._partial()
+            ctc = ctc_log_probs[row] if ctc_log_probs is not None and recognizer.rescoring else None
+            events[i] += recognizer._decode(encoder_out[row], ctc) + recognizer._partial()
     return events

@@ -53,6 +53,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         reduction_after=2,
         predictor_layers=2,
         joint_dim=12,
+        ctc_head=True,  # the encoder exports its CTC output (`rnnt.rescoring`)
     )
     torch.manual_seed(0)
     model = Transducer(config).eval()
@@ -132,6 +133,37 @@ def test_runtimes_match_torch_chunk_by_chunk(
             np.testing.assert_allclose(outputs[name], outputs["torch"], atol=ATOL, err_msg=name)
             np.testing.assert_allclose(states[name].h, states["torch"].h, atol=ATOL, err_msg=name)
             np.testing.assert_allclose(states[name].c, states["torch"].c, atol=ATOL, err_msg=name)
+
+
+def test_ctc_output_matches_torch_and_rescored_transcripts_agree(
+    backends: dict[str, Runtime], utterances: list[np.ndarray]
+) -> None:
+    """The encoder's CTC log-probabilities (`encode_with_ctc`) match PyTorch's chunk by chunk,
+    and beam search + CTC rescoring picks the same hypotheses on every runtime."""
+    features = utterances[0][None, : 2 * CHUNK_FRAMES]
+    outputs = {}
+    for name, runtime in backends.items():
+        assert runtime.has_ctc, name
+        state = runtime.init_encoder_state(1)
+        chunks = []
+        for start in (0, CHUNK_FRAMES):
+            chunk = features[:, start : start + CHUNK_FRAMES]
+            plain, plain_state = runtime.encode(chunk, state)
+            out, ctc_log_probs, state = runtime.encode_with_ctc(chunk, state)
+            np.testing.assert_array_equal(out, plain)
+            np.testing.assert_array_equal(state.h, plain_state.h)
+            chunks += [out, ctc_log_probs]
+        outputs[name] = chunks
+        np.testing.assert_allclose(np.exp(ctc_log_probs).sum(axis=-1), 1.0, atol=1e-5)
+    for name in ("onnx", "openvino"):
+        for got, want in zip(outputs[name], outputs["torch"], strict=True):
+            np.testing.assert_allclose(got, want, atol=ATOL, err_msg=name)
+    decode = DecodeConfig(suppress_unk=False, beam_size=3, ctc_rescore_weight=0.5)
+    transcripts = {
+        name: [hyp.tokens for hyp in decode_features(runtime, utterances, decode)]
+        for name, runtime in backends.items()
+    }
+    assert transcripts["onnx"] == transcripts["torch"] == transcripts["openvino"]
 
 
 def test_openvino_compiles_the_recurring_chunk_shape(exported: Path, utterances: list[np.ndarray]) -> None:
@@ -247,7 +279,8 @@ for backend, precision in (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp3
     features = [compute_features(samples, loaded.features)]
     decode_features(loaded.runtime, features, loaded.decode)
     lm = NgramLm.train([[2, 3], [3]], loaded.tokenizer.vocab_size, "any", order=2)
-    decode_features(loaded.runtime, features, dataclasses.replace(loaded.decode, beam_size=2), lm)
+    decode = dataclasses.replace(loaded.decode, beam_size=2, ctc_rescore_weight=0.2)
+    decode_features(loaded.runtime, features, decode, lm)
     assert "torch" not in sys.modules, backend + " imported torch"
 """
 
@@ -280,14 +313,18 @@ def test_missing_export_is_rejected(exported: Path, tmp_path: Path) -> None:
         load_model(exported, "onnx", "bf16")
 
 
-def test_parity_failure_raises(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    encode = OpenVinoRuntime.encode
+@pytest.mark.parametrize("output", [0, 1])  # the encoder's frames, its CTC log-probabilities
+def test_parity_failure_raises(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: int
+) -> None:
+    encode = OpenVinoRuntime.encode_with_ctc
 
-    def noisy(self: OpenVinoRuntime, features: np.ndarray, state: object) -> tuple[np.ndarray, object]:
-        out, new_state = encode(self, features, state)  # type: ignore[arg-type]
-        return out + 1e-3, new_state
+    def noisy(self: OpenVinoRuntime, features: np.ndarray, state: object) -> tuple[np.ndarray, ...]:
+        outputs = list(encode(self, features, state))  # type: ignore[arg-type]
+        outputs[output] = outputs[output] + 1e-3
+        return tuple(outputs)
 
-    monkeypatch.setattr(OpenVinoRuntime, "encode", noisy)
+    monkeypatch.setattr(OpenVinoRuntime, "encode_with_ctc", noisy)
     with pytest.raises(ExportError, match=r"encoder on openvino fp32 differs from PyTorch by 1\.00e-03"):
         export(checkpoint, tmp_path)
     assert not (tmp_path / CONFIG_FILE).exists()  # a failed export is not loadable

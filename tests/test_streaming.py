@@ -12,6 +12,7 @@ from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, ModelConfig, Stre
 from rnnt.decoding import Hypothesis, decode_features
 from rnnt.features import compute_features
 from rnnt.model import Transducer
+from rnnt.rescoring import rescore_beam
 from rnnt.runtimes import LoadedModel
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.state import LstmState
@@ -49,9 +50,14 @@ def tokenizer() -> Tokenizer:
     return Tokenizer.train(TEXTS, TokenizerConfig(tokenizer_kind="char"))
 
 
-def tiny_model(tokenizer: Tokenizer, decode: DecodeConfig, seed: int = 0) -> LoadedModel:
+def tiny_model(
+    tokenizer: Tokenizer, decode: DecodeConfig, seed: int = 0, ctc_head: bool = False
+) -> LoadedModel:
     config = tiny_model_config(
-        vocab_size=tokenizer.vocab_size, input_dim=FEATURES.feature_dim, time_reduction=TIME_REDUCTION
+        vocab_size=tokenizer.vocab_size,
+        input_dim=FEATURES.feature_dim,
+        time_reduction=TIME_REDUCTION,
+        ctc_head=ctc_head,
     )
     torch.manual_seed(seed)
     model = Transducer(config)
@@ -124,6 +130,49 @@ def test_one_sample_at_a_time_equals_offline(tokenizer: Tokenizer, beam_size: in
     samples = speech_like(0.7, seed=2)
     recognizer = StreamingRecognizer(model, StreamConfig(chunk_ms=120, endpointing=False))
     assert_equals_offline(model, samples, stream(recognizer, list(samples[:, None])))
+
+
+@pytest.mark.parametrize("chunk_ms", [60, 600])
+def test_streaming_with_ctc_rescoring_equals_offline(tokenizer: Tokenizer, chunk_ms: int) -> None:
+    """The recogniser keeps the CTC log-probabilities of every chunk and re-ranks the beam when
+    the segment closes, as offline decoding re-ranks the utterance's; the rescoring changes
+    the transcript here, so the test sees it applied."""
+    decode = DecodeConfig(beam_size=4, ctc_rescore_weight=3.0)
+    model = tiny_model(tokenizer, decode, seed=5, ctc_head=True)
+    samples = speech_like(2.0, seed=1)
+    recognizer = StreamingRecognizer(model, StreamConfig(chunk_ms=chunk_ms, endpointing=False))
+    assert_equals_offline(model, samples, stream(recognizer, slices(samples, "random")))
+    features = [compute_features(samples, FEATURES)]
+    (plain,) = decode_features(model.runtime, features, DecodeConfig(beam_size=4))
+    (rescored,) = decode_features(model.runtime, features, decode)
+    assert plain.tokens != rescored.tokens
+
+
+def test_batched_streams_with_ctc_rescoring_equal_separate_streams(
+    tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Segments closed by endpoints are each rescored on exactly their own frames, batched or not."""
+    model = tiny_model(tokenizer, DecodeConfig(beam_size=3, ctc_rescore_weight=3.0), seed=5, ctc_head=True)
+    config = StreamConfig(chunk_ms=180, endpoint_trailing_silence_s=0.3)
+    signals = [
+        np.concatenate([speech_like(1.0, seed), silence(0.6), speech_like(0.8, seed + 9)]) for seed in (1, 2)
+    ]
+    rescored_frames = []
+
+    def spy(beam: list[Hypothesis], log_probs: np.ndarray, weight: float) -> list[Hypothesis]:
+        assert all(hyp.num_frames == len(log_probs) for hyp in beam)
+        rescored_frames.append(len(log_probs))
+        return rescore_beam(beam, log_probs, weight)
+
+    monkeypatch.setattr("rnnt.streaming.rescore_beam", spy)
+    separate = [stream(StreamingRecognizer(model, config), [s]) for s in signals]
+    frames = [len(compute_features(s, FEATURES)) // TIME_REDUCTION for s in signals]
+    assert sum(rescored_frames) == sum(frames)  # every frame in one segment's rescoring
+    recognizers = [StreamingRecognizer(model, config) for _ in signals]
+    batched = decode_chunks(recognizers, signals)
+    batched = [events + r.finish() for events, r in zip(batched, recognizers, strict=True)]
+    assert [finals(e) for e in batched] == [finals(e) for e in separate]
+    assert any(len(finals(e)) > 1 for e in separate)
 
 
 def test_timestamps_and_partials(tokenizer: Tokenizer) -> None:

@@ -45,6 +45,9 @@ GRAPH_OUTPUTS = {
     "decoder": ("predictor_out", "h_out", "c_out"),  # (B, 1, J), (layers, B, H) x 2
     "joint": ("logits",),  # (N, V)
 }
+# A model trained with a CTC head exports its log-probabilities as a fourth encoder output,
+# (B, T', V), for the second pass (`rnnt.rescoring`); the search never needs it.
+ENCODER_CTC_OUTPUT = "ctc_log_probs"
 
 
 def as_float32(array: np.ndarray) -> np.ndarray:

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 
 from rnnt.config import ModelConfig
-from rnnt.runtimes import GRAPH_OUTPUTS, ModelLoadError, ZeroStates, as_float32, existing_graph_file
+from rnnt.runtimes import (
+    ENCODER_CTC_OUTPUT,
+    GRAPH_OUTPUTS,
+    ModelLoadError,
+    ZeroStates,
+    as_float32,
+    existing_graph_file,
+)
 from rnnt.state import LstmState
 
 log = logging.getLogger("rnnt")
@@ -90,12 +97,21 @@ class OnnxRuntime(ZeroStates):
         self._encoder = cpu_session(ort, graph("encoder"))
         self._decoder = cpu_session(ort, graph("decoder"))
         self._joint = cpu_session(ort, graph("joint"))
+        self.has_ctc = ENCODER_CTC_OUTPUT in {output.name for output in self._encoder.get_outputs()}
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B, T, D) frames -> (B, T', J) and the new state."""
         inputs = {"features": as_float32(features), "h": as_float32(state.h), "c": as_float32(state.c)}
         out, h, c = self._encoder.run(GRAPH_OUTPUTS["encoder"], inputs)
         return out, LstmState(h, c)
+
+    def encode_with_ctc(
+        self, features: np.ndarray, state: LstmState
+    ) -> tuple[np.ndarray, np.ndarray, LstmState]:
+        """`encode` plus the CTC head's (B, T', V) log-probabilities."""
+        inputs = {"features": as_float32(features), "h": as_float32(state.h), "c": as_float32(state.c)}
+        out, h, c, ctc_log_probs = self._encoder.run([*GRAPH_OUTPUTS["encoder"], ENCODER_CTC_OUTPUT], inputs)
+        return out, ctc_log_probs, LstmState(h, c)
 
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B,) tokens -> (B, J) and the new state."""

@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from rnnt.config import ModelConfig
-from rnnt.runtimes import GRAPH_OUTPUTS, ModelLoadError, ZeroStates, as_float32, existing_graph_file
+from rnnt.runtimes import (
+    ENCODER_CTC_OUTPUT,
+    GRAPH_OUTPUTS,
+    ModelLoadError,
+    ZeroStates,
+    as_float32,
+    existing_graph_file,
+)
 from rnnt.state import LstmState
 
 DEVICE = "CPU"
@@ -58,7 +65,8 @@ def import_openvino() -> Any:
 
 
 class CompiledGraph:
-    """One compiled graph with a reused infer request; outputs come back by name, copied.
+    """One compiled graph with a reused infer request; outputs come back by name, copied
+    (those of `outputs` that the graph has, in order: `self.outputs`).
 
     Inputs are bound as zero-copy tensors by port index and outputs read by port, not passed
     and returned as dicts: that halves OpenVINO's Python overhead per call (a demo joint call,
@@ -91,7 +99,8 @@ class CompiledGraph:
         self._tensor = import_openvino().Tensor
         self._input_index = {port.get_any_name(): i for i, port in enumerate(compiled.inputs)}
         output_index = {name: i for i, port in enumerate(compiled.outputs) for name in port.get_names()}
-        self._output_indices = [output_index[name] for name in outputs]
+        self.outputs = [name for name in outputs if name in output_index]  # those the graph has
+        self._output_indices = [output_index[name] for name in self.outputs]
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         # The tensors share the arrays' memory; `inputs` keeps them alive through infer().
@@ -146,6 +155,10 @@ class ShapeSpecializedGraph:
         return self._dynamic(inputs)
 
     @property
+    def outputs(self) -> list[str]:
+        return self._dynamic.outputs
+
+    @property
     def static_shapes(self) -> list[tuple[tuple[int, ...], ...]]:
         """The input shapes that have a copy compiled for them."""
         return list(self._static)
@@ -181,13 +194,16 @@ class OpenVinoRuntime(ZeroStates):
         self._encoder = self._network(core, directory, "encoder", threads, precision, max_static=1)
         self._decoder = self._network(core, directory, "decoder", threads, precision, max_static=4)
         self._joint = self._network(core, directory, "joint", threads, precision, max_static=0)
+        self.has_ctc = ENCODER_CTC_OUTPUT in self._encoder.outputs
 
     @staticmethod
     def _network(
         core: Any, directory: Path, graph: str, threads: int, precision: str, max_static: int
     ) -> ShapeSpecializedGraph:
         path = existing_graph_file(directory, "openvino", graph, "fp32")
-        return ShapeSpecializedGraph.load(core, path, threads, GRAPH_OUTPUTS[graph], precision, max_static)
+        # The encoder's CTC output, if it has one, is copied out on every call: (B, T', V), small.
+        outputs = [*GRAPH_OUTPUTS[graph], ENCODER_CTC_OUTPUT] if graph == "encoder" else GRAPH_OUTPUTS[graph]
+        return ShapeSpecializedGraph.load(core, path, threads, outputs, precision, max_static)
 
     def static_shapes(self) -> dict[str, list[tuple[tuple[int, ...], ...]]]:
         """Each graph's input shapes compiled statically so far."""
@@ -196,10 +212,21 @@ class OpenVinoRuntime(ZeroStates):
 
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B, T, D) frames -> (B, T', J) and the new state."""
-        out, h, c = self._encoder(
+        out, h, c, *_ = self._encoder(
             {"features": as_float32(features), "h": as_float32(state.h), "c": as_float32(state.c)}
         )
         return out, LstmState(h, c)
+
+    def encode_with_ctc(
+        self, features: np.ndarray, state: LstmState
+    ) -> tuple[np.ndarray, np.ndarray, LstmState]:
+        """`encode` plus the CTC head's (B, T', V) log-probabilities."""
+        if not self.has_ctc:
+            raise ValueError("this export's encoder has no CTC output")
+        out, h, c, ctc_log_probs = self._encoder(
+            {"features": as_float32(features), "h": as_float32(state.h), "c": as_float32(state.c)}
+        )
+        return out, ctc_log_probs, LstmState(h, c)
 
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         """(B,) tokens -> (B, J) and the new state."""

@@ -31,6 +31,7 @@ class TorchRuntime:
     def __init__(self, model: Transducer):
         self.model = model.eval()
         self.time_reduction = model.config.time_reduction
+        self.has_ctc = model.ctc is not None
 
     def init_encoder_state(self, batch_size: int) -> LstmState:
         return _to_numpy(self.model.encoder.init_state(batch_size))
@@ -42,6 +43,15 @@ class TorchRuntime:
     def encode(self, features: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
         out, new_state = self.model.search_encode(torch.from_numpy(features), _to_torch(state))
         return out.numpy(), _to_numpy(new_state)
+
+    @torch.inference_mode()
+    def encode_with_ctc(
+        self, features: np.ndarray, state: LstmState
+    ) -> tuple[np.ndarray, np.ndarray, LstmState]:
+        out, ctc_log_probs, new_state = self.model.search_encode_with_ctc(
+            torch.from_numpy(features), _to_torch(state)
+        )
+        return out.numpy(), ctc_log_probs.numpy(), _to_numpy(new_state)
 
     @torch.inference_mode()
     def predict(self, tokens: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
