@@ -22,17 +22,13 @@ if TYPE_CHECKING:  # rnnt.decoding imports this module
     from rnnt.decoding import Hypothesis, Runtime
 
 
-def ctc_log_likelihood(log_probs: np.ndarray, tokens: Sequence[int]) -> float:
-    """log P(tokens | frames) under CTC, from (T', V) log-probabilities (`ctc_log_likelihoods`)."""
-    return float(ctc_log_likelihoods(log_probs, [tokens])[0])
-
-
 def ctc_log_likelihoods(log_probs: np.ndarray, sequences: Sequence[Sequence[int]]) -> np.ndarray:
     """log P(tokens | frames) under CTC (Graves et al. 2006) of each token sequence, (N,), from
     the same (T', V) log-probabilities.
 
     The forward algorithm over the blank-interleaved labels, in log space, for all sequences
-    at once (padded with blanks that nothing reaches the end through). Written here because
+    at once (the shorter ones padded with blanks past their end, which is where their
+    likelihood is read, so the padding never counts). Written here because
     the rescoring runs in the torch-free deployments (onnx, openvino) and numpy has no CTC;
     the tests check it against `torch.nn.functional.ctc_loss`. -inf for tokens that need more
     frames than there are.

@@ -10,7 +10,7 @@ import torch
 from rnnt.config import BLANK_ID, DecodeConfig
 from rnnt.decoding import Hypothesis, decode_features, encode_utterances, initial_hypothesis, search
 from rnnt.model import Transducer
-from rnnt.rescoring import check_rescoring, ctc_log_likelihood, ctc_log_likelihoods, rescore_beam
+from rnnt.rescoring import check_rescoring, ctc_log_likelihoods, rescore_beam
 from rnnt.runtimes.pytorch import TorchRuntime
 
 from .conftest import tiny_model_config
@@ -40,7 +40,7 @@ def test_ctc_log_likelihood_equals_torch(frames: int, tokens: list[int]) -> None
     generator = torch.Generator().manual_seed(frames + len(tokens))
     log_probs = torch.randn(frames, VOCAB, generator=generator).double().log_softmax(-1).numpy()
     want = torch_ctc_log_likelihood(log_probs, tokens)
-    got = ctc_log_likelihood(log_probs, tokens)
+    (got,) = ctc_log_likelihoods(log_probs, [tokens])
     if np.isinf(want):  # (3, [3, 3]): a repeat needs a blank between, 4 frames
         assert got == -np.inf
     else:
@@ -61,8 +61,7 @@ def test_ctc_log_likelihoods_of_a_beam_equal_each_alone() -> None:
 
 def test_ctc_log_likelihood_of_no_frames() -> None:
     empty = np.zeros((0, VOCAB))
-    assert ctc_log_likelihood(empty, []) == 0.0
-    assert ctc_log_likelihood(empty, [2]) == -np.inf
+    assert list(ctc_log_likelihoods(empty, [[], [2]])) == [0.0, -np.inf]
 
 
 def hypothesis(tokens: list[int], score: float, frames: int) -> Hypothesis:
