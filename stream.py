@@ -46,9 +46,7 @@ CLEAR_LINE = "\r\x1b[K"  # carriage return, then erase to the end of the line
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name, holder in (("--model", _MODEL), ("--input", _INPUT)):
-        if not holder.value:
-            raise ValueError(f"{name} is required")
+    cli.require_flags(_MODEL, _INPUT)
     if _FORMAT.value not in FORMATS:
         raise ValueError(f"unknown --format={_FORMAT.value} (one of {', '.join(FORMATS)})")
     model = load_model(_MODEL.value, _BACKEND.value, _PRECISION.value, _THREADS.value)

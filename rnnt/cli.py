@@ -56,6 +56,13 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def require_flags(*holders: Any) -> None:
+    """ValueError ("--name is required") for the first of these absl flags left empty."""
+    for holder in holders:
+        if not holder.value:
+            raise ValueError(f"--{holder.name} is required")
+
+
 def guarded(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
     """Wrap an absl `main`: logging set up, expected errors as one line and exit 1."""
 

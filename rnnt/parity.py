@@ -19,6 +19,7 @@ from rnnt.config import BLANK_ID, FeatureConfig
 from rnnt.decoding import Runtime
 from rnnt.features import compute_features
 from rnnt.model import Transducer
+from rnnt.rescoring import encode_chunk
 from rnnt.runtimes import GRAPHS, open_export_runtime
 from rnnt.runtimes.pytorch import TorchRuntime
 
@@ -113,12 +114,9 @@ def _run_graphs(runtime: Runtime, features: np.ndarray, tokens: np.ndarray) -> d
     encoder: list[np.ndarray] = []
     state = runtime.init_encoder_state(1)
     for chunk in (features[:, :split], features[:, split:end]):
-        if runtime.has_ctc:  # the CTC head's output too (`rnnt.rescoring`)
-            out, ctc_log_probs, state = runtime.encode_with_ctc(chunk, state)
-            encoder += [out, state.h, state.c, ctc_log_probs]
-        else:
-            out, state = runtime.encode(chunk, state)
-            encoder += [out, state.h, state.c]
+        # The CTC head's output too, where the model has one (`rnnt.rescoring`).
+        out, ctc_log_probs, state = encode_chunk(runtime, chunk, state, runtime.has_ctc)
+        encoder += [out, state.h, state.c] + ([] if ctc_log_probs is None else [ctc_log_probs])
     decoder: list[np.ndarray] = []
     state = runtime.init_predictor_state(tokens.shape[1])
     for step in tokens:

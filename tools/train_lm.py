@@ -37,9 +37,7 @@ _DISCOUNT = flags.DEFINE_float("discount", 0.75, "Kneser-Ney absolute discount")
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name, holder in (("--text", _TEXT), ("--output", _OUTPUT)):
-        if not holder.value:
-            raise ValueError(f"{name} is required")
+    cli.require_flags(_TEXT, _OUTPUT)
     model_path = Path(_MODEL.value)
     tokenizer = load_model(model_path, "torch" if model_path.is_file() else "onnx").tokenizer
     sentences = read_sentences(_TEXT.value)  # each once: a sentence read by two speakers is one sentence
