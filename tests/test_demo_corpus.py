@@ -142,23 +142,54 @@ def test_cross_sets_speak_one_splits_sentences_with_anothers_speakers(corpus: Pa
             assert rate == SAMPLE_RATE and np.sqrt(np.mean(audio**2)) > MIN_RMS
 
 
-@pytest.mark.skipif(
-    shutil.which("text2wave") is None, reason="festival not installed (run tools/setup_system.sh)"
-)
-@pytest.mark.parametrize("voice", ["ked_diphone", "cmu_us_slt_arctic_hts"])
-def test_festival_voice_speaks_at_the_asked_duration_stretch(voice: str, tmp_path: Path) -> None:
-    from rnnt.demo_corpus.voices import synthesize
+# (engine, voice) -> its rate and pitch settings, fast then slow then slow at another pitch:
+# flite/festival/pico duration stretch and F0 in Hz or percent, espeak-ng words per minute and pitch.
+VOICE_SETTINGS = {
+    "festival": ((0.8, 110.0), (1.25, 110.0), (1.25, 180.0)),
+    "mbrola": ((210, 50), (130, 50), (130, 25)),
+    "pico": ((0.8, 100.0), (1.25, 100.0), (1.25, 55.0)),
+}
+FESTIVAL_TEST_VOICES = ("ked_diphone", "cmu_us_slt_arctic_hts", "don_diphone", "rab_diphone", "us1_mbrola")
 
+
+def installed(engine: str, voice: str) -> bool:
+    from rnnt.demo_corpus import voices
+
+    if engine == "festival":
+        return voice in voices.installed_festival_voices()
+    if engine == "mbrola":
+        return voice in voices.working_mbrola_voices()
+    return voice in voices.installed_pico_voices()
+
+
+@pytest.mark.parametrize(
+    ("engine", "voice"),
+    [
+        *(("festival", v) for v in FESTIVAL_TEST_VOICES),
+        ("mbrola", "mb-us2"),
+        ("mbrola", "mb-en1"),
+        ("pico", "en-US"),
+        ("pico", "en-GB"),
+    ],
+)
+def test_voice_speaks_at_the_asked_speed_and_pitch(engine: str, voice: str, tmp_path: Path) -> None:
+    from rnnt.demo_corpus.voices import FESTIVAL_F0_HZ, synthesize
+
+    if not installed(engine, voice):
+        pytest.skip(f"{engine} voice {voice} not installed (run tools/setup_system.sh)")
     text = tmp_path / "text.txt"
     text.write_text("The heart has its reasons which reason knows nothing of.\n")
-    seconds = []
-    for stretch in (0.8, 1.25):
-        wav = tmp_path / f"{stretch}.wav"
-        synthesize("festival", voice, "", stretch, 110.0, text, wav)
-        audio, rate = sf.read(wav, dtype="float32")
+    outputs = []
+    for rate, pitch in VOICE_SETTINGS[engine]:
+        wav = tmp_path / f"{rate}-{pitch}.wav"
+        synthesize(engine, voice, "", rate, pitch, text, wav)
+        audio, sample_rate = sf.read(wav, dtype="float32")
+        assert sample_rate >= 8000  # don_diphone speaks at 10 kHz; the corpus resamples to 16
         assert float(np.sqrt(np.mean(audio**2))) > MIN_RMS
-        seconds.append(len(audio) / rate)
-    assert seconds[1] > 1.3 * seconds[0]
+        outputs.append(audio)
+    assert len(outputs[1]) > 1.3 * len(outputs[0])
+    if engine != "festival" or voice in FESTIVAL_F0_HZ:  # festival's HTS voice keeps its own F0
+        assert not np.array_equal(outputs[1], outputs[2])
 
 
 @pytest.mark.skipif(
@@ -189,25 +220,6 @@ def test_festival_process_writes_what_text2wave_writes_and_survives_a_bad_voice(
     assert sf.info(tmp_path / "after.wav").duration > 1.0
 
 
-@pytest.mark.parametrize("voice", ["en-US", "en-GB"])
-def test_pico_voice_speaks_at_the_asked_duration_stretch_and_pitch(voice: str, tmp_path: Path) -> None:
-    pytest.importorskip("ttspico")
-    from rnnt.demo_corpus.voices import synthesize
-
-    text = tmp_path / "text.txt"
-    text.write_text("The heart has its reasons which reason knows nothing of.\n")
-    outputs = []
-    for stretch, pitch in ((0.8, 100.0), (1.25, 100.0), (1.25, 55.0)):
-        wav = tmp_path / f"{stretch}-{pitch}.wav"
-        synthesize("pico", voice, "", stretch, pitch, text, wav)
-        audio, rate = sf.read(wav, dtype="float32")
-        assert rate == SAMPLE_RATE
-        assert float(np.sqrt(np.mean(audio**2))) > MIN_RMS
-        outputs.append(audio)
-    assert len(outputs[1]) > 1.3 * len(outputs[0])
-    assert not np.array_equal(outputs[1], outputs[2])
-
-
 def test_pico_audio_does_not_depend_on_what_was_spoken_before(tmp_path: Path) -> None:
     pytest.importorskip("ttspico")
     from rnnt.demo_corpus.voices import synthesize
@@ -221,26 +233,49 @@ def test_pico_audio_does_not_depend_on_what_was_spoken_before(tmp_path: Path) ->
     assert (tmp_path / "again.wav").read_bytes() == (tmp_path / "first.wav").read_bytes()
 
 
-def test_festival_and_pico_voices_speak_in_train_only() -> None:
+FULL_POOL = {
+    "espeak_voices": ["en-us", "en-gb"],
+    "espeak_variants": ["", *(f"m{i}" for i in range(1, 8))],
+    "flite_voices": ["kal", "awb", "rms", "slt"],
+    "festival_voices": ["ked_diphone", "cmu_us_slt_arctic_hts", "don_diphone", "us1_mbrola"],
+    "pico_voices": ["en-US", "en-GB"],
+    "mbrola_voices": ["mb-us1", "mb-en1"],
+}
+
+
+def test_festival_pico_and_mbrola_voices_speak_in_train_only() -> None:
     from rnnt.demo_corpus.voices import make_speakers, split_combinations
 
-    pool = {
-        "espeak_voices": ["en-us", "en-gb"],
-        "espeak_variants": ["", *(f"m{i}" for i in range(1, 8))],
-        "flite_voices": ["kal", "awb", "rms", "slt"],
-        "festival_voices": ["ked_diphone", "cmu_us_slt_arctic_hts"],
-        "pico_voices": ["en-US", "en-GB"],
-    }
-    combinations = split_combinations(pool, seed=0)
+    combinations = split_combinations(FULL_POOL, seed=0)
     engines = {split: {engine for engine, _, _ in combos} for split, combos in combinations.items()}
     assert engines == {
-        "train": {"espeak-ng", "flite", "festival", "pico"},
+        "train": {"espeak-ng", "flite", "festival", "pico", "mbrola"},
         "dev": {"espeak-ng", "flite"},
         "test": {"espeak-ng", "flite"},
     }
     speakers = make_speakers("train", combinations["train"], 80, seed=0)
-    assert sum(s.engine == "festival" for s in speakers) == sum(s.engine == "pico" for s in speakers) == 10
-    assert sum(s.engine == "flite" for s in speakers) == 20
+    counts = {e: sum(s.engine == e for s in speakers) for e in ("flite", "festival", "pico", "mbrola")}
+    assert counts == {"flite": 20, "festival": 16, "pico": 8, "mbrola": 8}
+    assert {s.voice for s in speakers if s.engine == "festival"} == set(FULL_POOL["festival_voices"])
+
+
+def test_dev_and_test_do_not_depend_on_the_train_only_voices() -> None:
+    """Adding training voices (corpus versions 3, 4 and 6) keeps dev and test as they were, so
+    that models trained on different versions compare on the same audio."""
+    from rnnt.demo_corpus.config import DemoCorpusConfig
+    from rnnt.demo_corpus.plan import plan_corpus
+
+    config = DemoCorpusConfig(num_train_speakers=40)
+    sentences = {
+        "train": [f"train sentence {i}" for i in range(50)],
+        "dev": [f"dev sentence {i}" for i in range(12)],
+        "test": [f"test sentence {i}" for i in range(12)],
+    }
+    fewer = {**FULL_POOL, "festival_voices": ["ked_diphone"], "pico_voices": [], "mbrola_voices": []}
+    plans = [plan_corpus(sentences, pool, config)[1] for pool in (FULL_POOL, fewer)]
+    held_out = [[u for u in plan if u.speaker.split != "train"] for plan in plans]
+    assert len(held_out[0]) == 24 and held_out[0] == held_out[1]
+    assert plans[0] != plans[1]
 
 
 def test_make_demo_captions_a_recording_the_corpus_plans_for_test() -> None:

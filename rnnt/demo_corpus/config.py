@@ -9,8 +9,9 @@ from rnnt.config import described
 # 2: slt (flite's only female voice) is never held out; 3: festival voices in train, chapter ids
 # counted per split, 800 train speakers; 4: SVOX Pico voices in train, 900 train speakers, each
 # train sentence spoken by two of them; 5: a fresh Pico engine per utterance (4's Pico audio
-# depended on which utterances the same render worker had spoken before).
-GENERATOR_VERSION = 5
+# depended on which utterances the same render worker had spoken before); 6: six more people in
+# train (Debian's MBROLA, don and rab voices), more festival speakers, fewer espeak-ng ones.
+GENERATOR_VERSION = 6
 
 
 class DemoCorpusError(Exception):

@@ -1,4 +1,4 @@
-"""Synthetic speakers: espeak-ng, flite, festival and SVOX Pico voices, held-out combinations, prosody."""
+"""Synthetic speakers: espeak-ng, flite, festival, MBROLA and SVOX Pico voices, held-out sets, prosody."""
 
 from __future__ import annotations
 
@@ -38,19 +38,46 @@ FLITE_HOLDOUT_CANDIDATES = ("awb", "rms")
 # flite voice (76% WER while the unseen espeak-ng voices scored 20-34%, generator version 2).
 # Festival's kal_diphone is left out: it is flite's kal. Voice -> its directory under
 # FESTIVAL_VOICE_DIR/<language>/.
-FESTIVAL_VOICES = {"ked_diphone": "english", "cmu_us_slt_arctic_hts": "us"}
+# Version 6 adds six more people from Debian's non-free component (tools/setup_system.sh): the
+# diphone voices don (festvox-don) and rab (festvox-rablpc16k) and the MBROLA databases us1
+# (female), us2, us3 and en1 (festvox-us1..3, festvox-en1), for the held-out flite voice (~50% WER
+# while the other unseen voices scored ~16%, generator version 5: a model that has heard a few
+# people does not generalise to another; each added person so far made the next one less foreign).
+FESTIVAL_VOICES = {
+    "ked_diphone": "english",
+    "cmu_us_slt_arctic_hts": "us",
+    "don_diphone": "english",
+    "rab_diphone": "english",
+    "us1_mbrola": "english",
+    "us2_mbrola": "english",
+    "us3_mbrola": "english",
+    "en1_mbrola": "english",
+}
 FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices")
 # Festival's HTS engine ignores a pitch setting (-fm), so HTS speakers keep the voice's own F0.
-FESTIVAL_F0_HZ = {"ked_diphone": (85.0, 140.0)}
+_MALE_F0_HZ, _FEMALE_F0_HZ = (85.0, 140.0), (150.0, 210.0)
+FESTIVAL_F0_HZ = {
+    "ked_diphone": _MALE_F0_HZ,
+    "don_diphone": _MALE_F0_HZ,
+    "rab_diphone": _MALE_F0_HZ,
+    "us1_mbrola": _FEMALE_F0_HZ,
+    "us2_mbrola": _MALE_F0_HZ,
+    "us3_mbrola": _MALE_F0_HZ,
+    "en1_mbrola": _MALE_F0_HZ,
+}
+# The same MBROLA databases behind espeak-ng's front end (its own phonemes and intonation):
+# training only, with espeak-ng's speed and pitch ranges and no variants (those shape formants).
+MBROLA_VOICES = ("mb-us1", "mb-us2", "mb-us3", "mb-en1")
 # SVOX Pico's two English voices (PyPI ttspico, which ships the engine and its voice files),
 # training only: HMM voices of two more people, and the most foreign voices to a model trained
 # without them (86-91% WER at their own pitch with the model trained on version 2).
 PICO_VOICES = ("en-US", "en-GB")
 PICO_PITCH_PERCENT = (55.0, 115.0)  # of the voice's own F0 (both are female): male to female
 PICO_SAMPLE_RATE = 16000
-TRAIN_ONLY_ENGINES = ("festival", "pico")
+TRAIN_ONLY_ENGINES = ("festival", "pico", "mbrola")
 # Each engine's share of a split's speakers (of those it has voices for); espeak-ng has the rest.
-SPEAKER_FRACTIONS = {"flite": 0.25, "festival": 0.125, "pico": 0.125}
+# Dev and test have flite and espeak-ng voices only, so their speakers stay those of version 2.
+SPEAKER_FRACTIONS = {"flite": 0.25, "festival": 0.2, "pico": 0.1, "mbrola": 0.1}
 # The rest of a diphone voice's intonation parameters, as ked_diphone's own definition sets them.
 FESTIVAL_F0_MODEL = "(target_f0_std 15) (model_f0_mean 170) (model_f0_std 34)"
 PROBE_TEXT = "This is a test."
@@ -98,7 +125,7 @@ def command_line(
     engine: str, voice: str, variant: str, rate: float, pitch: float, text_file: Path, wav: Path
 ) -> list[str]:
     """The espeak-ng or flite command that speaks `text_file` into `wav`."""
-    if engine == "espeak-ng":
+    if engine in ("espeak-ng", "mbrola"):
         name = f"{voice}+{variant}" if variant else voice
         cmd = ["espeak-ng", "-v", name, "-s", str(round(rate)), "-p", str(round(pitch)), "-f", str(text_file)]
         return [*cmd, "-w", str(wav)]
@@ -229,14 +256,14 @@ def _scheme_string(path: Path) -> str:
     return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def probe(voice: str, variant: str) -> bytes:
-    """Audio bytes espeak-ng produces for a short phrase (empty on failure)."""
+def probe(voice: str, variant: str, engine: str = "espeak-ng") -> bytes:
+    """Audio espeak-ng makes for a short phrase, with its own voice or an MBROLA one (empty on failure)."""
     with tempfile.TemporaryDirectory() as tmp:
         text_file, wav = Path(tmp, "text.txt"), Path(tmp, "out.wav")
         text_file.write_text(PROBE_TEXT)
         try:
             synthesize(
-                "espeak-ng", voice, variant, sum(ESPEAK_SPEED_WPM) / 2, sum(ESPEAK_PITCH) / 2, text_file, wav
+                engine, voice, variant, sum(ESPEAK_SPEED_WPM) / 2, sum(ESPEAK_PITCH) / 2, text_file, wav
             )
             data, _ = sf.read(wav, dtype="float32")
         except (subprocess.SubprocessError, OSError, RuntimeError):
@@ -268,6 +295,11 @@ def installed_festival_voices() -> list[str]:
     return [v for v, language in FESTIVAL_VOICES.items() if (FESTIVAL_VOICE_DIR / language / v).is_dir()]
 
 
+def working_mbrola_voices() -> list[str]:
+    """MBROLA_VOICES that espeak-ng speaks (their databases, Debian mbrola-*, are installed)."""
+    return [v for v in MBROLA_VOICES if probe(v, "", "mbrola")]
+
+
 def installed_pico_voices() -> list[str]:
     """PICO_VOICES if ttspico (engine and voice files) is installed."""
     try:
@@ -283,11 +315,13 @@ def build_voice_pool() -> dict[str, list[str]]:
     flite_voices = working_flite_voices()
     festival_voices = installed_festival_voices()
     pico_voices = installed_pico_voices()
+    mbrola_voices = working_mbrola_voices()
     unusable = [v for v in ESPEAK_VOICES if v not in espeak_voices]
     unusable += [f"+{v}" for v in ESPEAK_VARIANTS if v not in espeak_variants]
     unusable += [f"flite:{v}" for v in FLITE_VOICES if v not in flite_voices]
     unusable += [f"festival:{v}" for v in FESTIVAL_VOICES if v not in festival_voices]
     unusable += [f"pico:{v}" for v in PICO_VOICES if v not in pico_voices]
+    unusable += [f"mbrola:{v}" for v in MBROLA_VOICES if v not in mbrola_voices]
     if unusable:
         log.warning("unusable voices skipped: %s", " ".join(unusable))
     if not espeak_voices:
@@ -298,14 +332,15 @@ def build_voice_pool() -> dict[str, list[str]]:
         "flite_voices": flite_voices,
         "festival_voices": festival_voices,
         "pico_voices": pico_voices,
+        "mbrola_voices": mbrola_voices,
     }
 
 
 def split_combinations(voice_pool: dict[str, list[str]], seed: int) -> dict[str, list[tuple[str, str, str]]]:
     """(engine, voice, variant) combinations per split: dev and test get unseen ones.
 
-    Festival's and Pico's voices speak in training only, so that dev and test stay those of
-    the corpus before them (version 2).
+    Festival's, Pico's and MBROLA's voices speak in training only, so that dev and test stay
+    those of the corpus before them (version 2).
     """
     espeak_voices, espeak_variants = voice_pool["espeak_voices"], voice_pool["espeak_variants"]
     flite_voices = voice_pool["flite_voices"]
@@ -338,7 +373,7 @@ def make_speakers(split: str, combinations: list[tuple], count: int, seed: int) 
     chosen += [espeak[i % len(espeak)] for i in range(count - len(chosen))]
     speakers = []
     for index, (engine, voice, variant) in enumerate(chosen):
-        if engine == "espeak-ng":
+        if engine in ("espeak-ng", "mbrola"):
             rate, pitch = rng.uniform(*ESPEAK_SPEED_WPM), rng.uniform(*ESPEAK_PITCH)
         elif engine == "flite":
             rate, pitch = (
