@@ -172,7 +172,13 @@ def pruned_rnnt_losses(
     losses = torch.zeros_like(simple)
     if feasible.any():
         rows = feasible.nonzero().squeeze(1)
-        losses = losses.index_put((rows,), lattice_loss(pruned[rows], lengths[rows], target_lengths[rows]))
+        # torchaudio wants the lattice no longer than its longest utterance in frames and tokens,
+        # which the feasible rows alone may not reach.
+        frames, tokens = int(lengths[rows].max()), int(target_lengths[rows].max())
+        feasible_lattice = pruned[rows, :frames, : tokens + 1]
+        losses = losses.index_put(
+            (rows,), lattice_loss(feasible_lattice, lengths[rows], target_lengths[rows])
+        )
     return simple, losses
 
 

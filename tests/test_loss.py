@@ -106,3 +106,24 @@ def test_prune_windows_hold_one_path_and_follow_the_occupancy() -> None:
     assert torch.all(starts[:, -1] == tokens + 1 - window)  # the last window holds row U
     diagonal = torch.tensor([min(tokens, (2 * t) // 3) for t in range(frames)])
     assert torch.all((starts[0] <= diagonal) & (diagonal < starts[0] + window))
+
+
+def test_an_utterance_without_a_path_through_the_windows_leaves_the_others_losses_as_alone() -> None:
+    """The longest utterance (most frames and tokens) has more tokens than its frames can emit
+    through 2-row windows: its pruned loss is 0 and the other's is what it is on its own (the
+    loss of the feasible rows alone once failed on their shorter lattice: "output length
+    mismatch", two hours into a run)."""
+    torch.manual_seed(0)
+    model = Transducer(tiny_model_config(vocab_size=VOCAB, input_dim=20, simple_joint=True))
+    features, feature_lengths = torch.randn(2, 16, 20), torch.tensor([16, 8])
+    targets = torch.randint(1, VOCAB, (2, 12), dtype=torch.int32)
+    target_lengths = torch.tensor([12, 2], dtype=torch.int32)
+    outputs = model(features, feature_lengths, targets)
+    assert int(outputs.encoder_lengths[0]) < 12 and int(outputs.encoder_lengths[1]) < int(
+        outputs.encoder_lengths[0]
+    )
+    _, pruned = pruned_rnnt_losses(model, outputs, targets, target_lengths, prune_range=2)
+    alone = model(features[1:, :8], feature_lengths[1:], targets[1:, :2])
+    _, pruned_alone = pruned_rnnt_losses(model, alone, targets[1:, :2], target_lengths[1:], prune_range=2)
+    assert pruned[0] == 0
+    torch.testing.assert_close(pruned[1:], pruned_alone)
