@@ -74,7 +74,13 @@ def next_tokens(targets: Tensor) -> Tensor:
 
 
 def lattice_loss(log_probs: Tensor, logit_lengths: Tensor, target_lengths: Tensor) -> Tensor:
-    """(B, T', U+1, 2) log p(blank), log p(next token) per lattice node -> (B,) RNN-T loss."""
+    """(B, T', U+1, 2) log p(blank), log p(next token) per lattice node -> (B,) RNN-T loss.
+
+    The lattice may be padded beyond its longest utterance (a subset of a batch's rows): it is
+    cut to that utterance's frames and tokens, the only size torchaudio accepts.
+    """
+    frames, tokens = int(logit_lengths.max()), int(target_lengths.max())
+    log_probs = log_probs[:, :frames, : tokens + 1].contiguous()
     return torchaudio.functional.rnnt_loss(
         log_probs,
         torch.ones(
@@ -172,13 +178,7 @@ def pruned_rnnt_losses(
     losses = torch.zeros_like(simple)
     if feasible.any():
         rows = feasible.nonzero().squeeze(1)
-        # torchaudio wants the lattice no longer than its longest utterance in frames and tokens,
-        # which the feasible rows alone may not reach.
-        frames, tokens = int(lengths[rows].max()), int(target_lengths[rows].max())
-        feasible_lattice = pruned[rows, :frames, : tokens + 1]
-        losses = losses.index_put(
-            (rows,), lattice_loss(feasible_lattice, lengths[rows], target_lengths[rows])
-        )
+        losses = losses.index_put((rows,), lattice_loss(pruned[rows], lengths[rows], target_lengths[rows]))
     return simple, losses
 
 
