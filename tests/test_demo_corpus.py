@@ -220,6 +220,33 @@ def test_festival_process_writes_what_text2wave_writes_and_survives_a_bad_voice(
     assert sf.info(tmp_path / "after.wav").duration > 1.0
 
 
+def test_a_rendering_mbrola_cuts_short_is_an_error(tmp_path: Path) -> None:
+    """us3 lacks the ax-ax diphone: MBROLA stops after ~0.8 s of this 6 s sentence."""
+    from rnnt.demo_corpus.voices import festival_process
+
+    if not installed("festival", "us3_mbrola") or not installed("festival", "us2_mbrola"):
+        pytest.skip("festival's MBROLA voices not installed (run tools/setup_system.sh)")
+
+    text = tmp_path / "text.txt"
+    text.write_text("I would like to electrocute everyone who uses the word fair about income tax.\n")
+    with pytest.raises(RuntimeError, match="Fatal error: Unknown recovery for ax-ax"):
+        festival_process().synthesize(["(voice_us3_mbrola)"], text, tmp_path / "cut.wav")
+    assert not (tmp_path / "cut.wav").exists()
+    festival_process().synthesize(["(voice_us2_mbrola)"], text, tmp_path / "whole.wav")
+    assert sf.info(tmp_path / "whole.wav").duration > 4.0
+
+
+def test_audio_too_short_for_its_transcript_is_left_out() -> None:
+    from rnnt.demo_corpus.render import length_status
+
+    sentence = "Are you still alive?"  # 19 characters normalised
+    assert length_status(sentence, 1.0) == "ok"
+    assert length_status(sentence, 0.6) == "ok"  # 32 a second; the fastest voice here reached 30
+    assert length_status(sentence, 0.52) == "too_fast"
+    assert length_status(sentence, 0.4) == "bad_length"
+    assert length_status(sentence, 15.0) == "bad_length"
+
+
 def test_pico_audio_does_not_depend_on_what_was_spoken_before(tmp_path: Path) -> None:
     pytest.importorskip("ttspico")
     from rnnt.demo_corpus.voices import synthesize

@@ -128,6 +128,7 @@ def summarize(utterances: list[Utterance], results: dict) -> dict[str, dict]:
             "speakers": len({u.speaker.speaker_id for u in kept}),
             "unique_sentences": len({normalize(u.text) for u in kept}),
             "skipped_bad_length": statuses["bad_length"],
+            "skipped_too_fast": statuses["too_fast"],
             "failed": statuses["failed"],
         }
     return summary

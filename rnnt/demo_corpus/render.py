@@ -17,12 +17,17 @@ import soundfile as sf
 from rnnt.demo_corpus.config import DemoCorpusConfig
 from rnnt.demo_corpus.plan import Utterance
 from rnnt.demo_corpus.voices import synthesize
+from rnnt.text import normalize
 
 log = logging.getLogger(__name__)
 
 # Audio.
 SAMPLE_RATE = 16000
 MIN_SECONDS, MAX_SECONDS = 0.5, 14.0
+# Characters of the normalised transcript per second of trimmed audio. The corpus's voices
+# speak at most ~30 (espeak-ng's MBROLA voices at their fastest rate; version 6's festival
+# us3_mbrola, cut short by a missing diphone, reached 114): faster means the audio lost words.
+MAX_CHARS_PER_SECOND = 35.0
 KEEP_SILENCE_S = 0.3
 MIN_EDGE_SILENCE_S = 0.1
 TARGET_PEAK = 0.5  # clean speech peak before the random gain
@@ -104,6 +109,15 @@ def synthesize_16k(utterance: Utterance, workdir: Path) -> np.ndarray:
     return audio
 
 
+def length_status(text: str, seconds: float) -> str:
+    """ "ok", or why audio of `seconds` cannot be `text`'s: "bad_length" or "too_fast"."""
+    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        return "bad_length"
+    if len(normalize(text)) > MAX_CHARS_PER_SECOND * seconds:
+        return "too_fast"
+    return "ok"
+
+
 def render(job: RenderJob) -> tuple[str, str, float]:
     """Renders one utterance to FLAC atomically; returns (utt_id, status, seconds)."""
     path = Path(job.flac_path)
@@ -115,8 +129,9 @@ def render(job: RenderJob) -> tuple[str, str, float]:
     except (subprocess.SubprocessError, OSError, RuntimeError):
         return job.utterance.utt_id, "failed", 0.0
     seconds = len(audio) / SAMPLE_RATE
-    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        return job.utterance.utt_id, "bad_length", seconds
+    status = length_status(job.utterance.text, seconds)
+    if status != "ok":
+        return job.utterance.utt_id, status, seconds
     tmp_path = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
     sf.write(tmp_path, augment(audio, job), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     os.replace(tmp_path, path)

@@ -186,7 +186,10 @@ _FESTIVAL_DEFINITIONS = """
 # Festival's stdout is block-buffered in a pipe; its stderr is not, so the end of each job is
 # announced there.
 _FESTIVAL_DONE = "rnnt-festival-done"
-_FESTIVAL_ERROR = "SIOD ERROR"
+# Festival's own errors, and MBROLA's when a database lacks a diphone the text needs ("Fatal
+# error: Unknown recovery for ax-ax segment", us3): MBROLA then stops and festival writes the
+# audio so far, a sentence cut short under its full transcript.
+_FESTIVAL_ERRORS = ("SIOD ERROR", "Fatal error")
 
 
 class FestivalProcess:
@@ -208,7 +211,7 @@ class FestivalProcess:
         """Runs the `setup` expressions, then text2wave's synthesis of `text_file` into `wav`."""
         wav.unlink(missing_ok=True)
         messages = self._send([*setup, f"(rnnt_text2wave {_scheme_string(text_file)} {_scheme_string(wav)})"])
-        errors = [m for m in messages if m.startswith(_FESTIVAL_ERROR)]
+        errors = [m for m in messages if m.startswith(_FESTIVAL_ERRORS)]
         if errors or not wav.is_file():
             # An error skips one expression and festival goes on (a bad voice would fall back to
             # the default one): a fresh process for the next job, and no audio from this one.
