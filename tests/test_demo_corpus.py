@@ -148,6 +148,7 @@ VOICE_SETTINGS = {
     "festival": ((0.8, 110.0), (1.25, 110.0), (1.25, 180.0)),
     "mbrola": ((210, 50), (130, 50), (130, 25)),
     "pico": ((0.8, 100.0), (1.25, 100.0), (1.25, 55.0)),
+    "rhvoice": ((0.8, 50.0), (1.25, 50.0), (1.25, 75.0)),
 }
 FESTIVAL_TEST_VOICES = ("ked_diphone", "cmu_us_slt_arctic_hts", "don_diphone", "rab_diphone", "us1_mbrola")
 
@@ -159,6 +160,8 @@ def installed(engine: str, voice: str) -> bool:
         return voice in voices.installed_festival_voices()
     if engine == "mbrola":
         return voice in voices.working_mbrola_voices()
+    if engine == "rhvoice":
+        return voice in voices.installed_rhvoice_voices()
     return voice in voices.installed_pico_voices()
 
 
@@ -170,6 +173,8 @@ def installed(engine: str, voice: str) -> bool:
         ("mbrola", "mb-en1"),
         ("pico", "en-US"),
         ("pico", "en-GB"),
+        ("rhvoice", "bdl"),
+        ("rhvoice", "lyubov"),
     ],
 )
 def test_voice_speaks_at_the_asked_speed_and_pitch(engine: str, voice: str, tmp_path: Path) -> None:
@@ -267,27 +272,30 @@ FULL_POOL = {
     "festival_voices": ["ked_diphone", "cmu_us_slt_arctic_hts", "don_diphone", "us1_mbrola"],
     "pico_voices": ["en-US", "en-GB"],
     "mbrola_voices": ["mb-us1", "mb-en1"],
+    "rhvoice_voices": ["bdl", "clb"],
 }
 
 
-def test_festival_pico_and_mbrola_voices_speak_in_train_only() -> None:
+def test_train_only_engines_speak_in_train_only() -> None:
     from rnnt.demo_corpus.voices import make_speakers, split_combinations
 
     combinations = split_combinations(FULL_POOL, seed=0)
     engines = {split: {engine for engine, _, _ in combos} for split, combos in combinations.items()}
     assert engines == {
-        "train": {"espeak-ng", "flite", "festival", "pico", "mbrola"},
+        "train": {"espeak-ng", "flite", "festival", "pico", "mbrola", "rhvoice"},
         "dev": {"espeak-ng", "flite"},
         "test": {"espeak-ng", "flite"},
     }
     speakers = make_speakers("train", combinations["train"], 80, seed=0)
-    counts = {e: sum(s.engine == e for s in speakers) for e in ("flite", "festival", "pico", "mbrola")}
-    assert counts == {"flite": 20, "festival": 16, "pico": 8, "mbrola": 8}
+    counts = {
+        e: sum(s.engine == e for s in speakers) for e in ("flite", "festival", "pico", "mbrola", "rhvoice")
+    }
+    assert counts == {"flite": 20, "festival": 12, "pico": 8, "mbrola": 4, "rhvoice": 12}
     assert {s.voice for s in speakers if s.engine == "festival"} == set(FULL_POOL["festival_voices"])
 
 
 def test_dev_and_test_do_not_depend_on_the_train_only_voices() -> None:
-    """Adding training voices (corpus versions 3, 4 and 6) keeps dev and test as they were, so
+    """Adding training voices (corpus versions 3, 4, 6 and 8) keeps dev and test as they were, so
     that models trained on different versions compare on the same audio."""
     from rnnt.demo_corpus.config import DemoCorpusConfig
     from rnnt.demo_corpus.plan import plan_corpus
@@ -298,7 +306,13 @@ def test_dev_and_test_do_not_depend_on_the_train_only_voices() -> None:
         "dev": [f"dev sentence {i}" for i in range(12)],
         "test": [f"test sentence {i}" for i in range(12)],
     }
-    fewer = {**FULL_POOL, "festival_voices": ["ked_diphone"], "pico_voices": [], "mbrola_voices": []}
+    fewer = {
+        **FULL_POOL,
+        "festival_voices": ["ked_diphone"],
+        "pico_voices": [],
+        "mbrola_voices": [],
+        "rhvoice_voices": [],
+    }
     plans = [plan_corpus(sentences, pool, config)[1] for pool in (FULL_POOL, fewer)]
     held_out = [[u for u in plan if u.speaker.split != "train"] for plan in plans]
     assert len(held_out[0]) == 24 and held_out[0] == held_out[1]

@@ -3,10 +3,10 @@
 set -euo pipefail
 
 PACKAGES=(gcc libc6-dev espeak-ng flite festival festvox-kdlpc16k festvox-us-slt-hts ffmpeg sox fortunes fortunes-min fortune-mod pulseaudio libsndfile1)
-# The demo corpus's voices of six more people (rnnt/demo_corpus/voices.py) are in Debian's
-# contrib and non-free components (licences that allow non-commercial use): enabled below in a file
-# of its own.
-NON_FREE_PACKAGES=(mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 festvox-don festvox-rablpc16k festvox-us1 festvox-us2 festvox-us3 festvox-en1)
+# The demo corpus's train-only voices of more people (MBROLA, festival's don and rab, RHVoice;
+# rnnt/demo_corpus/voices.py) are in Debian's contrib and non-free components (licences that
+# allow non-commercial use): enabled below in a file of its own.
+NON_FREE_PACKAGES=(mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 festvox-don festvox-rablpc16k festvox-us1 festvox-us2 festvox-us3 festvox-en1 rhvoice rhvoice-english)
 NON_FREE_SOURCES=/etc/apt/sources.list.d/rnnt-non-free.sources
 PACKAGES+=("${NON_FREE_PACKAGES[@]}")
 

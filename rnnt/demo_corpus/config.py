@@ -11,8 +11,9 @@ from rnnt.config import described
 # train sentence spoken by two of them; 5: a fresh Pico engine per utterance (4's Pico audio
 # depended on which utterances the same render worker had spoken before); 6: six more people in
 # train (Debian's MBROLA, don and rab voices), more festival speakers, fewer espeak-ng ones;
-# 7: renderings cut short (MBROLA's errors in festival, over 35 characters a second) left out.
-GENERATOR_VERSION = 7
+# 7: renderings cut short (MBROLA's errors in festival, over 35 characters a second) left out;
+# 8: RHVoice's six English voices in train, fewer festival and MBROLA speakers.
+GENERATOR_VERSION = 8
 
 
 class DemoCorpusError(Exception):

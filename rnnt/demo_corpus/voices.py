@@ -1,4 +1,4 @@
-"""Synthetic speakers: espeak-ng, flite, festival, MBROLA and SVOX Pico voices, held-out sets, prosody."""
+"""Synthetic speakers: espeak-ng, flite, festival, MBROLA, Pico and RHVoice voices, held-out sets, prosody."""
 
 from __future__ import annotations
 
@@ -74,10 +74,20 @@ MBROLA_VOICES = ("mb-us1", "mb-us2", "mb-us3", "mb-en1")
 PICO_VOICES = ("en-US", "en-GB")
 PICO_PITCH_PERCENT = (55.0, 115.0)  # of the voice's own F0 (both are female): male to female
 PICO_SAMPLE_RATE = 16000
-TRAIN_ONLY_ENGINES = ("festival", "pico", "mbrola")
+# RHVoice's English voices (Debian non-free rhvoice-english), training only, version 8: HTS
+# models of CMU ARCTIC's bdl (US male) and clb (US female), the corpus of the held-out flite
+# voice rms, of two Russian-accented speakers, and of awb (alan) and slt again. 35 minutes of
+# fine-tuning with them moved rms 8-11 points of WER against 35 minutes without them, where
+# six more diphone people (version 6) had moved it by none (docs/experiments.md).
+RHVOICE_VOICES = ("bdl", "clb", "evgeniy-eng", "lyubov", "alan", "slt")
+RHVOICE_VOICE_DIR = Path("/usr/share/RHVoice/voices")
+RHVOICE_RATE_PERCENT = 80.0  # `RHVoice-test -r` at duration stretch 1 (its speech time ~ 1 / rate)
+# `RHVoice-test -t`: 50 is the voice's own pitch, higher raises it; lower leaves it at 50.
+RHVOICE_PITCH_PERCENT = (50.0, 75.0)
+TRAIN_ONLY_ENGINES = ("festival", "pico", "mbrola", "rhvoice")
 # Each engine's share of a split's speakers (of those it has voices for); espeak-ng has the rest.
 # Dev and test have flite and espeak-ng voices only, so their speakers stay those of version 2.
-SPEAKER_FRACTIONS = {"flite": 0.25, "festival": 0.2, "pico": 0.1, "mbrola": 0.1}
+SPEAKER_FRACTIONS = {"flite": 0.25, "festival": 0.15, "pico": 0.1, "mbrola": 0.05, "rhvoice": 0.15}
 # The rest of a diphone voice's intonation parameters, as ked_diphone's own definition sets them.
 FESTIVAL_F0_MODEL = "(target_f0_std 15) (model_f0_mean 170) (model_f0_std 34)"
 PROBE_TEXT = "This is a test."
@@ -101,8 +111,8 @@ class Speaker:
     engine: str
     voice: str
     variant: str
-    rate: float  # espeak words per minute, or flite/festival/pico duration stretch
-    pitch: float  # espeak pitch 0-99, flite/festival mean F0 in Hz (0: the voice's own), pico percent
+    rate: float  # espeak words per minute, or flite/festival/pico/rhvoice duration stretch
+    pitch: float  # espeak pitch 0-99, flite/festival mean F0 in Hz (0: the voice's own), pico/rhvoice percent
     noise_kind: str
 
 
@@ -124,7 +134,11 @@ def synthesize(
 def command_line(
     engine: str, voice: str, variant: str, rate: float, pitch: float, text_file: Path, wav: Path
 ) -> list[str]:
-    """The espeak-ng or flite command that speaks `text_file` into `wav`."""
+    """The espeak-ng, flite or RHVoice command that speaks `text_file` into `wav`."""
+    if engine == "rhvoice":
+        rate_percent = RHVOICE_RATE_PERCENT / rate
+        cmd = ["RHVoice-test", "-p", voice, "-r", f"{rate_percent:.0f}", "-t", f"{pitch:.0f}"]
+        return [*cmd, "-i", str(text_file), "-o", str(wav)]
     if engine in ("espeak-ng", "mbrola"):
         name = f"{voice}+{variant}" if variant else voice
         cmd = ["espeak-ng", "-v", name, "-s", str(round(rate)), "-p", str(round(pitch)), "-f", str(text_file)]
@@ -312,6 +326,14 @@ def installed_pico_voices() -> list[str]:
     return list(PICO_VOICES)
 
 
+def installed_rhvoice_voices() -> list[str]:
+    """RHVOICE_VOICES whose files are installed (RHVoice speaks an unknown voice's name with
+    another voice, without an error)."""
+    if shutil.which("RHVoice-test") is None:
+        return []
+    return [v for v in RHVOICE_VOICES if (RHVOICE_VOICE_DIR / v).is_dir()]
+
+
 def build_voice_pool() -> dict[str, list[str]]:
     """The configured voices and variants that work here; reports the others."""
     espeak_voices, espeak_variants = working_espeak_voices()
@@ -319,12 +341,14 @@ def build_voice_pool() -> dict[str, list[str]]:
     festival_voices = installed_festival_voices()
     pico_voices = installed_pico_voices()
     mbrola_voices = working_mbrola_voices()
+    rhvoice_voices = installed_rhvoice_voices()
     unusable = [v for v in ESPEAK_VOICES if v not in espeak_voices]
     unusable += [f"+{v}" for v in ESPEAK_VARIANTS if v not in espeak_variants]
     unusable += [f"flite:{v}" for v in FLITE_VOICES if v not in flite_voices]
     unusable += [f"festival:{v}" for v in FESTIVAL_VOICES if v not in festival_voices]
     unusable += [f"pico:{v}" for v in PICO_VOICES if v not in pico_voices]
     unusable += [f"mbrola:{v}" for v in MBROLA_VOICES if v not in mbrola_voices]
+    unusable += [f"rhvoice:{v}" for v in RHVOICE_VOICES if v not in rhvoice_voices]
     if unusable:
         log.warning("unusable voices skipped: %s", " ".join(unusable))
     if not espeak_voices:
@@ -336,13 +360,14 @@ def build_voice_pool() -> dict[str, list[str]]:
         "festival_voices": festival_voices,
         "pico_voices": pico_voices,
         "mbrola_voices": mbrola_voices,
+        "rhvoice_voices": rhvoice_voices,
     }
 
 
 def split_combinations(voice_pool: dict[str, list[str]], seed: int) -> dict[str, list[tuple[str, str, str]]]:
     """(engine, voice, variant) combinations per split: dev and test get unseen ones.
 
-    Festival's, Pico's and MBROLA's voices speak in training only, so that dev and test stay
+    Festival's, Pico's, MBROLA's and RHVoice's voices speak in training only, so that dev and test stay
     those of the corpus before them (version 2).
     """
     espeak_voices, espeak_variants = voice_pool["espeak_voices"], voice_pool["espeak_variants"]
@@ -386,6 +411,8 @@ def make_speakers(split: str, combinations: list[tuple], count: int, seed: int) 
         elif engine == "festival":
             f0_range = FESTIVAL_F0_HZ.get(voice)
             rate, pitch = rng.uniform(*FLITE_DURATION_STRETCH), rng.uniform(*f0_range) if f0_range else 0.0
+        elif engine == "rhvoice":
+            rate, pitch = rng.uniform(*FLITE_DURATION_STRETCH), rng.uniform(*RHVOICE_PITCH_PERCENT)
         else:
             rate, pitch = rng.uniform(*FLITE_DURATION_STRETCH), rng.uniform(*PICO_PITCH_PERCENT)
         speaker_id = FIRST_SPEAKER_ID[split] + index
