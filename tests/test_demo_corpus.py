@@ -201,7 +201,8 @@ def test_voice_speaks_at_the_asked_speed_and_pitch(engine: str, voice: str, tmp_
     shutil.which("text2wave") is None, reason="festival not installed (run tools/setup_system.sh)"
 )
 def test_festival_process_writes_what_text2wave_writes_and_survives_a_bad_voice(tmp_path: Path) -> None:
-    from rnnt.demo_corpus.voices import festival_process, festival_prosody
+    from rnnt.demo_corpus.festival import festival_process
+    from rnnt.demo_corpus.voices import festival_prosody
 
     text = tmp_path / "text.txt"
     text.write_text("Proof no cat has eight tails. Then the design will never be completed, he said.\n")
@@ -227,7 +228,7 @@ def test_festival_process_writes_what_text2wave_writes_and_survives_a_bad_voice(
 
 def test_a_rendering_mbrola_cuts_short_is_an_error(tmp_path: Path) -> None:
     """us3 lacks the ax-ax diphone: MBROLA stops after ~0.8 s of this 6 s sentence."""
-    from rnnt.demo_corpus.voices import festival_process
+    from rnnt.demo_corpus.festival import festival_process
 
     if not installed("festival", "us3_mbrola") or not installed("festival", "us2_mbrola"):
         pytest.skip("festival's MBROLA voices not installed (run tools/setup_system.sh)")
