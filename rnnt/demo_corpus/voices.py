@@ -84,6 +84,8 @@ RHVOICE_VOICE_DIR = Path("/usr/share/RHVoice/voices")
 RHVOICE_RATE_PERCENT = 80.0  # `RHVoice-test -r` at duration stretch 1 (its speech time ~ 1 / rate)
 # `RHVoice-test -t`: 50 is the voice's own pitch, higher raises it; lower leaves it at 50.
 RHVOICE_PITCH_PERCENT = (50.0, 75.0)
+# The engines whose speakers' pitch is a percentage of the voice's own.
+PITCH_PERCENT = {"pico": PICO_PITCH_PERCENT, "rhvoice": RHVOICE_PITCH_PERCENT}
 TRAIN_ONLY_ENGINES = ("festival", "pico", "mbrola", "rhvoice")
 # Each engine's share of a split's speakers (of those it has voices for); espeak-ng has the rest.
 # Dev and test have flite and espeak-ng voices only, so their speakers stay those of version 2.
@@ -314,10 +316,8 @@ def make_speakers(split: str, combinations: list[tuple], count: int, seed: int) 
         elif engine == "festival":
             f0_range = FESTIVAL_F0_HZ.get(voice)
             rate, pitch = rng.uniform(*FLITE_DURATION_STRETCH), rng.uniform(*f0_range) if f0_range else 0.0
-        elif engine == "rhvoice":
-            rate, pitch = rng.uniform(*FLITE_DURATION_STRETCH), rng.uniform(*RHVOICE_PITCH_PERCENT)
         else:
-            rate, pitch = rng.uniform(*FLITE_DURATION_STRETCH), rng.uniform(*PICO_PITCH_PERCENT)
+            rate, pitch = rng.uniform(*FLITE_DURATION_STRETCH), rng.uniform(*PITCH_PERCENT[engine])
         speaker_id = FIRST_SPEAKER_ID[split] + index
         noise_kind = rng.choice(NOISE_KINDS)
         speakers.append(
