@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -371,6 +372,7 @@ def test_benchmark_compares_every_runtime_in_one_run(
         assert row["joint_calls"] > 0 and row["first_encoder_ms"] > 0 and row["load_s"] > 0
     assert rows["onnx:int8"]["size_mb"] < rows["onnx:fp32"]["size_mb"]
     assert result["paired_reference"] == "onnx fp32" and rows["onnx:fp32"]["speed_vs_reference"] == 1.0
+    assert f"{os.cpu_count()} logical cores" in result["host"] and f"host: {result['host']}" in run.stdout
     assert all(row["speed_vs_reference"] > 0 for row in rows.values())
     bf16_floor, fp32_floor = (
         rows["openvino:bf16"]["encoder_floor_ms"],

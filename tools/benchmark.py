@@ -13,6 +13,8 @@ utterance by utterance, in one process; peak RSS is measured per variant in a su
 from __future__ import annotations
 
 import json
+import os
+import platform
 import resource
 import subprocess
 import sys
@@ -122,6 +124,23 @@ def peak_rss_mb(variant: str) -> float:
     return float(lines[-1]) if result.returncode == 0 and lines else float("nan")
 
 
+# The instruction sets these runtimes' kernels choose between; the figures differ ~2x across
+# the hosts this project has run on, so each table and JSON names its host.
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def host_description() -> str:
+    """CPU model, the ISA_FLAGS it has, and its logical cores (from /proc/cpuinfo on Linux)."""
+    model, flags_present = platform.processor() or platform.machine(), []
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        fields = dict(line.split(":", 1) for line in cpuinfo.read_text().splitlines()[:64] if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        model = fields.get("model name", model)
+        flags_present = [f for f in ISA_FLAGS if f in fields.get("flags", "").split()]
+    return f"{model} ({', '.join(flags_present) or 'no AVX2'}), {os.cpu_count()} logical cores"
+
+
 def peak_rss_of_this_process_mb() -> float:
     """VmHWM (resets at exec, unlike ru_maxrss, which a child inherits from its parent)."""
     status = Path("/proc/self/status")
@@ -130,6 +149,42 @@ def peak_rss_of_this_process_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def report(
+    name: str,
+    rows: list[dict],
+    same: bool,
+    reference: str,
+    bandwidth: benchmark.Bandwidth,
+    num_utterances: int,
+) -> None:
+    """Print the table and its footnote, and write the JSON."""
+    shown = [
+        {**row, "precision": row["precision"] + ("" if row["native_precision"] else " (emulated)")}
+        for row in rows
+    ]
+    print(benchmark.format_table(shown, COLUMNS))
+    host = host_description()
+    print(
+        f"x ref (paired): median over utterances of {reference}'s time / the row's; "
+        f"fp32 transcripts identical across runtimes: {same}; fp32 matrix-vector bandwidth: "
+        f"memory {bandwidth.memory / 1e9:.1f} GB/s, recurrent matrix {bandwidth.recurrent / 1e9:.1f} GB/s; "
+        f"host: {host}"
+    )
+    output = Path(_OUTPUT.value or Path(_WORK_DIR.value) / f"{name}.json")
+    summary = {
+        "model": name,
+        "host": host,
+        "utterances": num_utterances,
+        "fp32_transcripts_identical": same,
+        "paired_reference": reference,
+        "rows": rows,
+        "memory_bandwidth_gb_s": round(bandwidth.memory / 1e9, 2),
+        "recurrent_bandwidth_gb_s": round(bandwidth.recurrent / 1e9, 2),
+    }
+    atomic.write_text(output, json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {output}")
 
 
 def main(argv: list[str]) -> None:
@@ -160,31 +215,8 @@ def main(argv: list[str]) -> None:
         row = benchmark.summarize(variant, scored, bandwidth, size, stream.chunk_ms, reference)
         row["peak_rss_mb"] = round(peak_rss_mb(f"{variant.backend}:{variant.precision}"))
         rows.append(row)
-    shown = [
-        {**row, "precision": row["precision"] + ("" if row["native_precision"] else " (emulated)")}
-        for row in rows
-    ]
-    print(benchmark.format_table(shown, COLUMNS))
     same = len({tuple(v.transcripts) for v in variants if v.precision == "fp32"}) == 1
-    print(
-        f"x ref (paired): median over utterances of {reference.name}'s time / the row's; "
-        f"fp32 transcripts identical across runtimes: {same}; fp32 matrix-vector bandwidth: "
-        f"memory {bandwidth.memory / 1e9:.1f} GB/s, recurrent matrix {bandwidth.recurrent / 1e9:.1f} GB/s"
-    )
-    output = Path(_OUTPUT.value or Path(_WORK_DIR.value) / f"{name}.json")
-    summary = {
-        "model": name,
-        "utterances": len(samples),
-        "fp32_transcripts_identical": same,
-        "paired_reference": reference.name,
-        "rows": rows,
-    }
-    bandwidths = {
-        "memory_bandwidth_gb_s": round(bandwidth.memory / 1e9, 2),
-        "recurrent_bandwidth_gb_s": round(bandwidth.recurrent / 1e9, 2),
-    }
-    atomic.write_text(output, json.dumps({**summary, **bandwidths}, indent=1) + "\n")
-    print(f"wrote {output}")
+    report(name, rows, same, reference.name, bandwidth, len(samples))
 
 
 if __name__ == "__main__":
