@@ -125,16 +125,7 @@ def greedy_search(
     active = [b for b in range(len(out)) if lengths[b] > 0]
     while active:
         spans = [min(lengths[b] - frame[b], GREEDY_LOOKAHEAD) for b in active]
-        if len(active) == 1:  # a live stream's every call: one slice and one copy
-            b = active[0]
-            enc = encoder_out[b, frame[b] : frame[b] + spans[0]]
-            pred = np.repeat(out[b].predictor_out[None], spans[0], axis=0)
-        else:
-            enc = np.concatenate(
-                [encoder_out[b, frame[b] : frame[b] + n] for b, n in zip(active, spans, strict=True)]
-            )
-            pred = np.repeat(np.stack([out[b].predictor_out for b in active]), spans, axis=0)
-        logits = _logits(runtime, enc, pred, config)
+        logits = _logits(runtime, *_lookahead_rows(encoder_out, out, frame, active, spans), config)
         best = logits.argmax(axis=1).tolist()
         emitters, tokens, scored, owners = [], [], [], []
         start = 0
@@ -158,12 +149,26 @@ def greedy_search(
         _extend(runtime, [out[b] for b in emitters], tokens)
         for b in emitters:
             on_frame[b] += 1
-            if on_frame[b] == config.max_symbols_per_frame:
+            if on_frame[b] == config.max_symbols_per_frame:  # the frame's last token: move on
                 _advance_frame(out[b])
-                frame[b] += 1
-                on_frame[b] = 0
+                frame[b], on_frame[b] = frame[b] + 1, 0
         active = [b for b in active if frame[b] < lengths[b]]
     return out
+
+
+def _lookahead_rows(
+    encoder_out: np.ndarray, hyps: list[Hypothesis], frame: list[int], active: list[int], spans: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(encoder rows, predictor rows), (sum(spans), J) each: `spans[i]` frames of stream
+    `active[i]` from its next frame, each beside that stream's current predictor output."""
+    if len(active) == 1:  # a live stream's every call: one slice and one copy
+        b = active[0]
+        enc = encoder_out[b, frame[b] : frame[b] + spans[0]]
+        return enc, np.repeat(hyps[b].predictor_out[None], spans[0], axis=0)
+    enc = np.concatenate(
+        [encoder_out[b, frame[b] : frame[b] + n] for b, n in zip(active, spans, strict=True)]
+    )
+    return enc, np.repeat(np.stack([hyps[b].predictor_out for b in active]), spans, axis=0)
 
 
 def _copy(hyp: Hypothesis) -> Hypothesis:
