@@ -130,12 +130,16 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
 
 
 def host_description() -> str:
-    """CPU model, the ISA_FLAGS it has, and its logical cores (from /proc/cpuinfo on Linux)."""
+    """CPU model, the ISA_FLAGS it has, and its logical cores (from /proc/cpuinfo on Linux).
+
+    Not `rnnt.device.describe_device`, the training log's line: that one asks torch, and this
+    tool benchmarks the deployed runtimes without importing torch when their export exists.
+    """
     model, flags_present = platform.processor() or platform.machine(), []
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        fields = dict(line.split(":", 1) for line in cpuinfo.read_text().splitlines()[:64] if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        lines = cpuinfo.read_text().splitlines()[:64]  # the first processor's block
+        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
         model = fields.get("model name", model)
         flags_present = [f for f in ISA_FLAGS if f in fields.get("flags", "").split()]
     return f"{model} ({', '.join(flags_present) or 'no AVX2'}), {os.cpu_count()} logical cores"
