@@ -245,16 +245,27 @@ def beam_search(
                 live[b] = [hyp for hyp, _ in survivors]  # their tokens are appended by `_extend`
                 extensions += survivors
             _extend(runtime, [hyp for hyp, _ in extensions], [token for _, token in extensions])
-        pending: list[tuple[Hypothesis, int]] = []
-        for b in active:
-            best = sorted(finished[b].values(), key=lambda f: -f.hyp.score)[: config.beam_size]
-            out[b] = [f.hyp for f in best]
-            pending += [(f.hyp, f.token) for f in best if f.token is not None]
-        _extend(runtime, [hyp for hyp, _ in pending], [token for _, token in pending])
-        for b in active:
-            for hyp in out[b]:
-                _advance_frame(hyp)
+        _close_frame(runtime, out, finished, config.beam_size)
     return out
+
+
+def _close_frame(
+    runtime: Runtime,
+    out: list[list[Hypothesis]],
+    finished: dict[int, dict[tuple[int, ...], _Finished]],
+    beam_size: int,
+) -> None:
+    """Each stream's beam becomes its `beam_size` best hypotheses done with the frame; their
+    pending tokens are appended (one predictor call for all) and they move past the frame."""
+    pending: list[tuple[Hypothesis, int]] = []
+    for b, done in finished.items():
+        best = sorted(done.values(), key=lambda f: -f.hyp.score)[:beam_size]
+        out[b] = [f.hyp for f in best]
+        pending += [(f.hyp, f.token) for f in best if f.token is not None]
+    _extend(runtime, [hyp for hyp, _ in pending], [token for _, token in pending])
+    for b in finished:
+        for hyp in out[b]:
+            _advance_frame(hyp)
 
 
 @dataclass

@@ -253,14 +253,37 @@ class Trainer:
         ]
         utterances, tokens = all_reduce_sum(counts, self.dist)
         normalizer = max(1.0, tokens if train.loss_normalization == "token" else utterances)
-        rnnt_total = ctc_total = simple_total = audio = 0.0
+        totals = self._accumulate_gradients(micro_batches, normalizer)
+        sum_gradients(self.model, self.dist)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip or math.inf)
+        lr = self.schedule.lr(self.state.step, self._minutes())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if torch.isfinite(grad_norm):
+            self.optimizer.step()
+        else:
+            log.warning("step %d: non-finite gradient norm, update skipped", self.state.step)
+        rnnt_total, ctc_total, simple_total, audio = all_reduce_sum(totals, self.dist)
+        return {
+            "loss": rnnt_total / normalizer,
+            "ctc_loss": ctc_total / normalizer,
+            "simple_loss": simple_total / normalizer,
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "audio_seconds": audio,
+        }
+
+    def _accumulate_gradients(self, micro_batches: list[Batch], normalizer: float) -> list[float]:
+        """Forward and backward over this rank's micro-batches, their gradients summed in the
+        model; returns their summed transducer, CTC and simple-joint losses and audio seconds."""
+        train = self.config.train
         pruning = pruning_at(train, self.state.step)
+        totals = [0.0, 0.0, 0.0, 0.0]
         for batch in micro_batches:
-            batch_on_device = [
+            features, feature_lengths, targets, target_lengths = (
                 t.to(self.device)
                 for t in (batch.features, batch.feature_lengths, batch.targets, batch.target_lengths)
-            ]
-            features, feature_lengths, targets, target_lengths = batch_on_device
+            )
             with self._autocast():  # the joint too; rnnt_loss casts its logits to float32
                 outputs = self.model(features, feature_lengths, targets)
                 values = transducer_backward(
@@ -273,30 +296,9 @@ class Trainer:
                     train.joint_sub_batch,
                     pruning,
                 )
-            rnnt_total += values.transducer
-            ctc_total += values.ctc
-            simple_total += values.simple
-            audio += batch.audio_seconds
-        sum_gradients(self.model, self.dist)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip or math.inf)
-        lr = self.schedule.lr(self.state.step, self._minutes())
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        if torch.isfinite(grad_norm):
-            self.optimizer.step()
-        else:
-            log.warning("step %d: non-finite gradient norm, update skipped", self.state.step)
-        rnnt_total, ctc_total, simple_total, audio = all_reduce_sum(
-            [rnnt_total, ctc_total, simple_total, audio], self.dist
-        )
-        return {
-            "loss": rnnt_total / normalizer,
-            "ctc_loss": ctc_total / normalizer,
-            "simple_loss": simple_total / normalizer,
-            "lr": lr,
-            "grad_norm": float(grad_norm),
-            "audio_seconds": audio,
-        }
+            for i, value in enumerate((values.transducer, values.ctc, values.simple, batch.audio_seconds)):
+                totals[i] += value
+        return totals
 
     # ---- evaluation -----------------------------------------------------------------
 
