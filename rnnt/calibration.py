@@ -85,7 +85,9 @@ def export_plain_stack(shape: StackShape, work_dir: Path) -> None:
         dynamo=False,
     )
     int8_path = work_dir / PLAIN_GRAPHS["int8"]
-    quantize_dynamic(onnx_path, int8_path, weight_type=QuantType.QInt8, per_channel=True)
+    quantize_dynamic(  # as `rnnt.export.quantize_onnx` does
+        onnx_path, int8_path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True
+    )
     openvino = import_openvino()
     converted = openvino.convert_model(str(onnx_path))
     openvino.save_model(converted, str(work_dir / PLAIN_GRAPHS["openvino"]), compress_to_fp16=False)
