@@ -253,7 +253,20 @@ class _BelowError(logging.Filter):
 
 
 def quantize_onnx(output_dir: Path, config: dict[str, Any]) -> list[Path]:
-    """`*.int8.onnx`: ONNX Runtime dynamic quantisation (int8 weights, per-call activation scales).
+    """`*.int8.onnx` of the three fp32 graphs (`quantize_int8`), with the export's metadata."""
+    paths = []
+    for name in GRAPHS:
+        path = graph_file(output_dir, "onnx", name, "int8")
+        quantize_int8(graph_file(output_dir, "onnx", name, "fp32"), path)
+        _set_metadata(path, config)
+        paths.append(path)
+        log.info("wrote %s", path)
+    return paths
+
+
+def quantize_int8(source: Path, destination: Path) -> None:
+    """ONNX Runtime dynamic quantisation (int8 weights, per-call activation scales), as every
+    int8 graph here is made (the export's and the benchmark's LSTM calibration stack's).
 
     Signed weights (uint8 activations x int8 weights, ONNX Runtime's default kernel): as
     fast and as accurate as uint8 weights on an AVX512-VNNI CPU, about twice fp32's speed.
@@ -266,26 +279,19 @@ def quantize_onnx(output_dir: Path, config: dict[str, Any]) -> list[Path]:
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    paths = []
-    for name in GRAPHS:
-        path = graph_file(output_dir, "onnx", name, "int8")
-        quiet = _BelowError()  # the quantiser's per-tensor notes and advice, on the root logger
-        logging.root.addFilter(quiet)
-        try:
-            quantize_dynamic(
-                graph_file(output_dir, "onnx", name, "fp32"),
-                path,
-                op_types_to_quantize=INT8_OP_TYPES,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                reduce_range=True,
-            )
-        finally:
-            logging.root.removeFilter(quiet)
-        _set_metadata(path, config)
-        paths.append(path)
-        log.info("wrote %s", path)
-    return paths
+    quiet = _BelowError()  # the quantiser's per-tensor notes and advice, on the root logger
+    logging.root.addFilter(quiet)
+    try:
+        quantize_dynamic(
+            source,
+            destination,
+            op_types_to_quantize=INT8_OP_TYPES,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
+        )
+    finally:
+        logging.root.removeFilter(quiet)
 
 
 def export_openvino(model: Transducer, output_dir: Path, opset: int) -> list[Path]:
