@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnt.config import BLANK_ID
-from rnnt.decoding import Runtime, initial_hypothesis, log_softmax
+from rnnt.hypothesis import Runtime, initial_hypothesis, log_softmax
 
 
 @dataclass(frozen=True)

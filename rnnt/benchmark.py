@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from rnnt.config import DecodeConfig, ModelConfig, StreamConfig
-from rnnt.decoding import Runtime
+from rnnt.hypothesis import Runtime
 from rnnt.runtimes import GRAPHS, LoadedModel, graph_file, load_model
 from rnnt.runtimes.ov import computes_natively
 from rnnt.scoring import error_rates

@@ -16,8 +16,9 @@ from rnnt import atomic
 from rnnt.audio import AudioError
 from rnnt.config import DecodeConfig, FeatureConfig
 from rnnt.corpus import DataError, Utterance
-from rnnt.decoding import Runtime, decode_features
+from rnnt.decoding import decode_features
 from rnnt.features import compute_features
+from rnnt.hypothesis import Runtime
 from rnnt.lm import NgramLm
 from rnnt.scoring import ErrorRates, error_rates
 from rnnt.tokenizer import Tokenizer

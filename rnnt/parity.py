@@ -16,8 +16,8 @@ import numpy as np
 
 from rnnt.audio import load_audio
 from rnnt.config import BLANK_ID, FeatureConfig
-from rnnt.decoding import Runtime
 from rnnt.features import compute_features
+from rnnt.hypothesis import Runtime
 from rnnt.model import Transducer
 from rnnt.rescoring import encode_chunk
 from rnnt.runtimes import GRAPHS, open_export_runtime

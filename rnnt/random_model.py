@@ -17,9 +17,10 @@ import torch
 
 from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
 from rnnt.config import BLANK_ID, DecodeConfig, RunConfig, model_config_for_summary, replace
-from rnnt.decoding import encode_utterances, greedy_search, initial_hypothesis
+from rnnt.decoding import encode_utterances, greedy_search
 from rnnt.export import export
 from rnnt.features import compute_features
+from rnnt.hypothesis import initial_hypothesis
 from rnnt.model import Transducer
 from rnnt.runtimes import is_current_export
 from rnnt.runtimes.pytorch import TorchRuntime

@@ -19,7 +19,7 @@ from rnnt.config import BLANK_ID, DecodeConfig
 from rnnt.state import LstmState
 
 if TYPE_CHECKING:  # rnnt.decoding imports this module
-    from rnnt.decoding import Hypothesis, Runtime
+    from rnnt.hypothesis import Hypothesis, Runtime
 
 
 def ctc_log_likelihoods(log_probs: np.ndarray, sequences: Sequence[Sequence[int]]) -> np.ndarray:

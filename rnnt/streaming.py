@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 
 from rnnt.config import DecodeConfig, FeatureConfig, StreamConfig
-from rnnt.decoding import Hypothesis, initial_hypothesis, search
+from rnnt.decoding import search
 from rnnt.features import StreamingFeatures
+from rnnt.hypothesis import Hypothesis, initial_hypothesis
 from rnnt.lm import NgramLm
 from rnnt.rescoring import check_rescoring, encode_chunk, rescore_beam
 from rnnt.runtimes import LoadedModel

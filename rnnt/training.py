@@ -13,7 +13,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from rnnt import checkpoint as ckpt
@@ -33,6 +32,7 @@ from rnnt.distributed import Distributed, all_reduce_sum, sum_gradients
 from rnnt.evaluation import EvalResult, evaluate
 from rnnt.loss import check_loss_config, pruning_at, transducer_backward
 from rnnt.model import GlobalNorm, Transducer, count_parameters
+from rnnt.run_log import RunLog
 from rnnt.runtimes.pytorch import TorchRuntime
 from rnnt.schedule import LearningRateSchedule
 from rnnt.tokenizer import Tokenizer
@@ -40,7 +40,6 @@ from rnnt.tokenizer import Tokenizer
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.model"
-NUM_EXAMPLE_TRANSCRIPTS = 4  # dev transcripts written to tensorboard per evaluation
 STATISTICS_UTTERANCES = 500  # utterances sampled for global mean/variance statistics
 
 
@@ -146,7 +145,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, self.config.train)
         self.schedule = LearningRateSchedule(self.config.train)
         self.state = TrainState()
-        self.writer: Any = None
+        self.run_log: RunLog | None = None
         log.info("model: %d parameters", count_parameters(self.model))
         if self.dist.is_main:
             self._log_target_density()
@@ -321,8 +320,9 @@ class Trainer:
     def fit(self) -> TrainState:
         """Train until `max_steps` (or `max_minutes`), evaluating and checkpointing."""
         train = self.config.train
-        self._open_writer()
-        progress = _progress(self.state.step, train.max_steps, train.progress and self.dist.is_main)
+        run_log = self.run_log = RunLog(
+            self.config.run_dir, self.dist.is_main, train.progress, self.state.step, train.max_steps
+        )
         started = time.monotonic() - self.state.train_seconds
         window_audio, window_start = 0.0, time.monotonic()
         steps = self.step_batches()
@@ -332,20 +332,18 @@ class Trainer:
             self.state.train_seconds = time.monotonic() - started
             self.state.audio_seconds += metrics["audio_seconds"]
             window_audio += metrics["audio_seconds"]
-            if self.state.step % train.log_every == 0 or self.state.step == train.max_steps:
+            logging_step = self.state.step % train.log_every == 0 or self.state.step == train.max_steps
+            if logging_step:
                 metrics["audio_sec_per_sec"] = window_audio / max(1e-9, time.monotonic() - window_start)
                 window_audio, window_start = 0.0, time.monotonic()
-                self._log_scalars("train", metrics)
-                progress.set_postfix(
-                    loss=f"{metrics['loss']:.3f}", x_rt=f"{metrics['audio_sec_per_sec']:.1f}"
-                )
-            progress.update(1)
+                run_log.scalars("train", metrics, self.state.step, self.state.train_seconds / 60)
+            run_log.step(metrics if logging_step else None)
             out_of_time = self._out_of_time()
             self._maybe_evaluate_and_save(last=out_of_time or self.state.step == train.max_steps)
             if out_of_time:
                 log.info("time limit of %.1f minutes reached at step %d", train.max_minutes, self.state.step)
                 break
-        progress.close()
+        run_log.close()
         if not (self.models_dir / f"{self.state.step}.pt").is_file():
             self.save()
         return self.state
@@ -370,51 +368,11 @@ class Trainer:
         if step % train.eval_every == 0 or last:
             result = self.evaluate_dev()
             if result is not None:
-                self._log_eval(result)
+                if self.run_log is not None:
+                    self.run_log.evaluation(result, step, self.state.train_seconds / 60)
                 self.schedule.observe(result.rates.wer)
                 if result.rates.wer < self.state.best_wer:
                     self.state.best_wer = result.rates.wer
                     self.save("best.pt")
         if step % train.checkpoint_every == 0:
             self.save()
-
-    # ---- logging --------------------------------------------------------------------
-
-    def _open_writer(self) -> None:
-        if self.dist.is_main and self.writer is None:
-            from tensorboardX import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.config.run_dir))
-
-    def _log_scalars(self, prefix: str, values: dict[str, float]) -> None:
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(f"{prefix}/{key}", value, self.state.step)
-            self.writer.add_scalar(f"{prefix}/minutes", self.state.train_seconds / 60, self.state.step)
-            self.writer.flush()
-
-    def _log_eval(self, result: EvalResult) -> None:
-        rates = result.rates
-        log.info(
-            "step %d: dev WER %.2f%% CER %.2f%% (%d utterances, %.1f min)",
-            self.state.step,
-            100 * rates.wer,
-            100 * rates.cer,
-            rates.num_utterances,
-            self.state.train_seconds / 60,
-        )
-        self._log_scalars("dev", {"wer": rates.wer, "cer": rates.cer})
-        if self.writer is not None:
-            examples = np.random.default_rng(0).permutation(len(result.transcripts))[:NUM_EXAMPLE_TRANSCRIPTS]
-            text = "\n\n".join(
-                f"REF: {result.transcripts[i].reference}  \nHYP: {result.transcripts[i].hypothesis}"
-                for i in examples
-            )
-            self.writer.add_text("dev/examples", text, self.state.step)
-            self.writer.flush()  # a killed run keeps its last evaluation
-
-
-def _progress(initial: int, total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(initial=initial, total=total, disable=not enabled, unit="step", dynamic_ncols=True)

@@ -9,16 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from rnnt.beam import beam_search
 from rnnt.config import BLANK_ID, UNK_ID, DecodeConfig
-from rnnt.decoding import (
-    Hypothesis,
-    beam_search,
-    decode_features,
-    greedy_search,
-    initial_hypothesis,
-    log_softmax,
-    search,
-)
+from rnnt.decoding import decode_features, greedy_search, search
+from rnnt.hypothesis import Hypothesis, initial_hypothesis, log_softmax
 from rnnt.model import Transducer
 from rnnt.runtimes.pytorch import TorchRuntime
 

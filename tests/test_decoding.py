@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from rnnt.config import BLANK_ID, UNK_ID, DecodeConfig
-from rnnt.decoding import Hypothesis, decode_features, greedy_search, initial_hypothesis
+from rnnt.decoding import decode_features, greedy_search
+from rnnt.hypothesis import Hypothesis, initial_hypothesis
 from rnnt.model import Transducer
 from rnnt.runtimes.pytorch import TorchRuntime
 

@@ -21,10 +21,11 @@ from rnnt import benchmark
 from rnnt.audio import load_audio
 from rnnt.checkpoint import atomic_save, load_bundle, make_checkpoint
 from rnnt.config import DecodeConfig, FeatureConfig, StreamConfig, TokenizerConfig
-from rnnt.decoding import Runtime, decode_features, encode_utterances
+from rnnt.decoding import decode_features, encode_utterances
 from rnnt.device import native_bf16
 from rnnt.export import ExportError, export
 from rnnt.features import compute_features
+from rnnt.hypothesis import Runtime
 from rnnt.model import Transducer
 from rnnt.parity import synthetic_speech
 from rnnt.runtimes import CONFIG_FILE, EXPORT_FORMAT, GRAPHS, ModelLoadError, is_current_export, load_model

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from rnnt.beam import beam_search
 from rnnt.checkpoint import atomic_save, make_checkpoint
 from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, TokenizerConfig
 from rnnt.corpus import DataError, read_librispeech, read_sentences
-from rnnt.decoding import beam_search, initial_hypothesis, search
+from rnnt.decoding import search
+from rnnt.hypothesis import initial_hypothesis
 from rnnt.lm import LmError, NgramLm
 from rnnt.model import Transducer
 from rnnt.tokenizer import Tokenizer

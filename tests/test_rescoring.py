@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rnnt.config import BLANK_ID, DecodeConfig
-from rnnt.decoding import Hypothesis, decode_features, encode_utterances, initial_hypothesis, search
+from rnnt.decoding import decode_features, encode_utterances, search
+from rnnt.hypothesis import Hypothesis, initial_hypothesis
 from rnnt.model import Transducer
 from rnnt.rescoring import check_rescoring, ctc_log_likelihoods, rescore_beam
 from rnnt.runtimes.pytorch import TorchRuntime

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, ModelConfig, StreamConfig, TokenizerConfig
-from rnnt.decoding import Hypothesis, decode_features
+from rnnt.decoding import decode_features
 from rnnt.features import compute_features
+from rnnt.hypothesis import Hypothesis
 from rnnt.model import Transducer
 from rnnt.rescoring import rescore_beam
 from rnnt.runtimes import LoadedModel

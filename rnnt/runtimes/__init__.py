@@ -1,4 +1,4 @@
-"""Backends that run the three networks behind `rnnt.decoding.Runtime`, and their loader.
+"""Backends that run the three networks behind `rnnt.hypothesis.Runtime`, and their loader.
 
 Each backend lives in its own module and imports only its own runtime package, so the
 ONNX Runtime and OpenVINO backends deploy with numpy + the runtime, without torch.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, ModelConfig, from_dict
-from rnnt.decoding import Runtime
+from rnnt.hypothesis import Runtime
 from rnnt.state import LstmState
 from rnnt.tokenizer import Tokenizer
 

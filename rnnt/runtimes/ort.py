@@ -1,4 +1,4 @@
-"""The ONNX Runtime backend: an export directory's graphs behind `rnnt.decoding.Runtime`.
+"""The ONNX Runtime backend: an export directory's graphs behind `rnnt.hypothesis.Runtime`.
 
 numpy and onnxruntime only (no torch), so it deploys without PyTorch.
 """

@@ -1,4 +1,4 @@
-"""The OpenVINO backend: an export directory's IR behind `rnnt.decoding.Runtime`.
+"""The OpenVINO backend: an export directory's IR behind `rnnt.hypothesis.Runtime`.
 
 numpy and openvino only (no torch). Outputs are read by their tensor names
 (`encoder_out`, `h_out`, ...), which `openvino.convert_model` keeps from the ONNX graphs.
