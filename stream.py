@@ -1,32 +1,41 @@
-"""Caption an audio file as a live stream: pieces of --chunk_ms in, captions out as they form.
+"""Caption live audio: pieces of --chunk_ms in, captions out as they form.
 
 python stream.py --model=models/demo/model.pt --input=talk.mp3
 python stream.py --model=exports/demo --backend=onnx --precision=int8 --input=talk.wav --format=jsonl
 python stream.py --model=exports/demo --backend=openvino --input=talk.flac --realtime
 python stream.py --model=exports/demo --backend=onnx --beam_size=4 --lm=logs/demo-lm.npz --input=talk.wav
+python stream.py --model=exports/demo --backend=onnx --input=mic --format=srt --output=live.srt
+python stream.py --model=exports/demo --backend=onnx --input=https://www.youtube.com/watch?v=ID --format=vtt
 
---format=text rewrites the current line as partial captions change and ends it when the
-segment is final (only finals when stdout is not a terminal); --format=jsonl writes one
-JSON object per event. Any audio format, rate and channel count is accepted.
+--input is a file (any format, rate and channel count), `mic` / `pulse:DEVICE` (PulseAudio),
+or a URL: a web page yt-dlp knows (YouTube and the many other sites it supports), or any stream ffmpeg
+opens (http, HLS, rtmp, rtsp, srt, udp). --format=text rewrites the current line as partial
+captions change and ends it when the segment is final (only finals when the output is not
+a terminal); jsonl writes one JSON object per event; srt and vtt write subtitle cues of the
+finals. Output goes to --output (default stdout) as it forms, so a stream that drops or is
+interrupted (Ctrl-C) keeps every caption finished before it, and the open segment is
+closed and written before the script exits (non-zero for a broken stream).
 This script imports no torch unless --backend=torch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import shutil
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 import numpy as np
 from absl import app, flags
 
 from rnnt import cli
-from rnnt.audio import load_audio
+from rnnt.captions import SUBTITLE_FORMATS, SubtitleWriter
 from rnnt.flags import decode_config_from_flags, lm_from_flags, stream_config_from_flags
 from rnnt.runtimes import BACKENDS, load_model
+from rnnt.sources import open_source
 from rnnt.streaming import FINAL, CaptionEvent, StreamingRecognizer
 
 _MODEL = flags.DEFINE_string("model", "", "checkpoint file (torch) or export directory (any backend)")
@@ -35,11 +44,16 @@ _PRECISION = flags.DEFINE_string(
     "precision", "fp32", "fp32; int8 (onnx, needs export --int8); bf16 (openvino)"
 )
 _THREADS = flags.DEFINE_integer("threads", 0, "intra-op threads (0: the backend's default)")
-_INPUT = flags.DEFINE_string("input", "", "audio file to caption (any format, rate, channels)")
-_FORMAT = flags.DEFINE_string("format", "text", "text (captions as they form) or jsonl (one event a line)")
-_REALTIME = flags.DEFINE_bool("realtime", False, "feed the audio no faster than real time")
+_INPUT = flags.DEFINE_string("input", "", "audio file, `mic`, `pulse:DEVICE`, or a stream or page URL")
+_FORMAT = flags.DEFINE_string(
+    "format", "text", "text (captions as they form), jsonl (one event a line), srt or vtt (subtitles)"
+)
+_OUTPUT = flags.DEFINE_string("output", "-", "where captions go as they form (- for stdout)")
+_REALTIME = flags.DEFINE_bool("realtime", False, "feed a file or URL no faster than real time")
+_MAX_CHARS = flags.DEFINE_integer("subtitle_chars", 42, "srt/vtt: characters per subtitle line")
+_MAX_LINES = flags.DEFINE_integer("subtitle_lines", 2, "srt/vtt: lines per subtitle cue")
 
-FORMATS = ("text", "jsonl")
+FORMATS = ("text", "jsonl", *SUBTITLE_FORMATS)
 CLEAR_LINE = "\r\x1b[K"  # carriage return, then erase to the end of the line
 
 
@@ -50,29 +64,47 @@ def main(argv: list[str]) -> None:
     if _FORMAT.value not in FORMATS:
         raise ValueError(f"unknown --format={_FORMAT.value} (one of {', '.join(FORMATS)})")
     model = load_model(_MODEL.value, _BACKEND.value, _PRECISION.value, _THREADS.value)
-    samples = load_audio(_INPUT.value, model.features.sample_rate)
     recognizer = StreamingRecognizer(
         model,
         stream_config_from_flags(),
         decode_config_from_flags(model.decode),
         lm_from_flags(model.tokenizer),
     )
-    piece = max(1, round(recognizer.config.chunk_ms * model.features.sample_rate / 1000))
-    for event in caption(recognizer, samples, piece, model.features.sample_rate, _REALTIME.value):
-        show(event, _FORMAT.value, sys.stdout)
+    rate = model.features.sample_rate
+    piece = max(1, round(recognizer.config.chunk_ms * rate / 1000))
+    pieces = open_source(_INPUT.value, rate, piece, _REALTIME.value)
+    with open_output(_OUTPUT.value) as out:
+        caption(recognizer, pieces, writer(_FORMAT.value, out))
 
 
 def caption(
-    recognizer: StreamingRecognizer, samples: np.ndarray, piece: int, sample_rate: int, realtime: bool
-) -> Iterator[CaptionEvent]:
-    """Feed `samples` in pieces of `piece` samples, as a live source would deliver them."""
-    started = time.monotonic()
-    for start in range(0, len(samples), piece):
-        if realtime:
-            recorded = min(start + piece, len(samples)) / sample_rate  # a live piece arrives when recorded
-            time.sleep(max(0.0, recorded - (time.monotonic() - started)))
-        yield from recognizer.accept(samples[start : start + piece])
-    yield from recognizer.finish()
+    recognizer: StreamingRecognizer, pieces: Iterator[np.ndarray], emit: Callable[[CaptionEvent], None]
+) -> None:
+    """Emit the events of a stream of sample pieces. However the stream ends (its end, a
+    broken source, Ctrl-C), the open segment is closed and emitted before the error goes on."""
+    try:
+        for samples in pieces:
+            for event in recognizer.accept(samples):
+                emit(event)
+    finally:
+        for event in recognizer.finish():
+            emit(event)
+
+
+@contextlib.contextmanager
+def open_output(path: str) -> Iterator[TextIO]:
+    """stdout for "-", else the file (written as captions form, so a crash keeps them)."""
+    if path == "-":
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8") as out:
+        yield out
+
+
+def writer(output_format: str, out: TextIO) -> Callable[[CaptionEvent], None]:
+    if output_format in SUBTITLE_FORMATS:
+        return SubtitleWriter(out, output_format, _MAX_CHARS.value, _MAX_LINES.value).write
+    return functools.partial(show, output_format=output_format, out=out)
 
 
 def show(event: CaptionEvent, output_format: str, out: TextIO) -> None:
