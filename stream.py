@@ -33,17 +33,11 @@ from absl import app, flags
 
 from rnnt import cli
 from rnnt.captions import SUBTITLE_FORMATS, SubtitleWriter
-from rnnt.flags import decode_config_from_flags, lm_from_flags, stream_config_from_flags
-from rnnt.runtimes import BACKENDS, load_model
+from rnnt.flags import define_runtime_flags, live_configs_from_flags
 from rnnt.sources import open_source
 from rnnt.streaming import FINAL, CaptionEvent, StreamingRecognizer
 
-_MODEL = flags.DEFINE_string("model", "", "checkpoint file (torch) or export directory (any backend)")
-_BACKEND = flags.DEFINE_string("backend", "torch", f"runtime: {', '.join(BACKENDS)}")
-_PRECISION = flags.DEFINE_string(
-    "precision", "fp32", "fp32; int8 (onnx, needs export --int8); bf16 (openvino)"
-)
-_THREADS = flags.DEFINE_integer("threads", 0, "intra-op threads (0: the backend's default)")
+RUNTIME = define_runtime_flags()
 _INPUT = flags.DEFINE_string("input", "", "audio file, `mic`, `pulse:DEVICE`, or a stream or page URL")
 _FORMAT = flags.DEFINE_string(
     "format", "text", "text (captions as they form), jsonl (one event a line), srt or vtt (subtitles)"
@@ -60,16 +54,11 @@ CLEAR_LINE = "\r\x1b[K"  # carriage return, then erase to the end of the line
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    cli.require_flags(_MODEL, _INPUT)
+    cli.require_flags(_INPUT)
     if _FORMAT.value not in FORMATS:
         raise ValueError(f"unknown --format={_FORMAT.value} (one of {', '.join(FORMATS)})")
-    model = load_model(_MODEL.value, _BACKEND.value, _PRECISION.value, _THREADS.value)
-    recognizer = StreamingRecognizer(
-        model,
-        stream_config_from_flags(),
-        decode_config_from_flags(model.decode),
-        lm_from_flags(model.tokenizer),
-    )
+    model = RUNTIME.load()
+    recognizer = StreamingRecognizer(model, *live_configs_from_flags(model))
     rate = model.features.sample_rate
     piece = max(1, round(recognizer.config.chunk_ms * rate / 1000))
     pieces = open_source(_INPUT.value, rate, piece, _REALTIME.value)

@@ -7,6 +7,7 @@ other flagfiles. Scripts import this module and call `run_config_from_flags()` e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from rnnt.config import (
 )
 from rnnt.config_flags import config_from_holders, define_config_flags
 from rnnt.lm import NgramLm, tokenizer_fingerprint
+from rnnt.runtimes import BACKENDS, LoadedModel, load_model
 from rnnt.tokenizer import Tokenizer
 
 FLAGS = flags.FLAGS
@@ -78,6 +80,39 @@ def lm_from_flags(tokenizer: Tokenizer) -> NgramLm | None:
 
 def stream_config_from_flags() -> StreamConfig:
     return config_from_flags(StreamConfig)
+
+
+def live_configs_from_flags(model: LoadedModel) -> tuple[StreamConfig, DecodeConfig, NgramLm | None]:
+    """What a `StreamingRecognizer` of `model` takes besides it: the stream config, the
+    decode config (the model's own, overridden by flags) and the --lm."""
+    return stream_config_from_flags(), decode_config_from_flags(model.decode), lm_from_flags(model.tokenizer)
+
+
+@dataclass(frozen=True)
+class RuntimeFlags:
+    """--model, --backend, --precision and --threads of a script that runs a model."""
+
+    model: flags.FlagHolder[str]
+    backend: flags.FlagHolder[str]
+    precision: flags.FlagHolder[str]
+    threads: flags.FlagHolder[int]
+
+    def load(self) -> LoadedModel:
+        if not self.model.value:
+            raise ValueError("--model is required")
+        return load_model(self.model.value, self.backend.value, self.precision.value, self.threads.value)
+
+
+def define_runtime_flags(default_model: str = "") -> RuntimeFlags:
+    """Define the flags of `RuntimeFlags` (for the scripts that run a model, not train.py)."""
+    return RuntimeFlags(
+        flags.DEFINE_string(
+            "model", default_model, "checkpoint file (torch) or export directory (any backend)"
+        ),
+        flags.DEFINE_string("backend", "torch", f"runtime: {', '.join(BACKENDS)}"),
+        flags.DEFINE_string("precision", "fp32", "fp32; int8 (onnx, needs export --int8); bf16 (openvino)"),
+        flags.DEFINE_integer("threads", 0, "intra-op threads (0: the backend's default)"),
+    )
 
 
 def write_flagfile(path: str | Path) -> None:

@@ -2,7 +2,8 @@
 # Install the Debian packages the project needs (TTS engines, audio tools). Idempotent.
 set -euo pipefail
 
-PACKAGES=(gcc libc6-dev espeak-ng flite festival festvox-kdlpc16k festvox-us-slt-hts ffmpeg sox fortunes fortunes-min fortune-mod pulseaudio libsndfile1)
+# chromium: the caption page is tested in a real headless browser (tests/test_server.py).
+PACKAGES=(gcc libc6-dev espeak-ng flite festival festvox-kdlpc16k festvox-us-slt-hts ffmpeg sox fortunes fortunes-min fortune-mod pulseaudio libsndfile1 chromium)
 # The demo corpus's train-only voices of more people (MBROLA, festival's don and rab, RHVoice;
 # rnnt/demo_corpus/voices.py) are in Debian's contrib and non-free components (licences that
 # allow non-commercial use): enabled below in a file of its own.

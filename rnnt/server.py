@@ -1,0 +1,210 @@
+"""A WebSocket caption server: many live streams decoded together, and a browser page.
+
+Protocol (one WebSocket per stream): the server first sends `{"kind": "ready",
+"sample_rate": R, "chunk_ms": C}`; the client sends binary messages of mono float32
+little-endian samples at R Hz, of any length, and the text `{"type": "end"}` when its stream
+ends; the server sends each caption event as JSON (`CaptionEvent.as_dict`: partial and final
+text with token times) and closes the connection after the last final. A client that drops
+ends its stream the same way (its open segment is closed, for the log).
+
+One decoding loop serves every stream: each round takes the audio that arrived for all of
+them and runs `rnnt.streaming.decode_chunks`, which stacks the encoder states of the streams
+with a whole chunk buffered into one batched encoder call. The round runs in a worker
+thread, so the event loop keeps receiving while the networks compute; audio that arrives
+meanwhile goes to the next round. `GET /` serves the page (`rnnt/web/index.html`), which
+captures the microphone in the browser and shows the captions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnt.config import DecodeConfig, StreamConfig
+from rnnt.lm import NgramLm
+from rnnt.runtimes import LoadedModel
+from rnnt.streaming import FINAL, CaptionEvent, StreamingRecognizer, decode_chunks
+
+log = logging.getLogger(__name__)
+
+PAGE = Path(__file__).with_name("web") / "index.html"
+END_MESSAGE = "end"  # the `type` of the text message that ends a stream
+BYTES_PER_SAMPLE = 4  # float32
+BUSY_CODE = 1013  # WebSocket close code "try again later": the server is full
+PROTOCOL_ERROR_CODE = 1003  # "unsupported data"
+
+
+class ProtocolError(ValueError):
+    """A client message the protocol does not allow."""
+
+
+@dataclass
+class Session:
+    """One client's stream: its recogniser, the audio not yet decoded, events to send."""
+
+    recognizer: StreamingRecognizer
+    pending: list[np.ndarray] = field(default_factory=list)
+    ended: bool = False  # no more audio will come
+    outbox: asyncio.Queue[list[CaptionEvent] | None] = field(default_factory=asyncio.Queue)
+    finals: list[str] = field(default_factory=list)  # the stream's final texts, in order
+
+
+@dataclass
+class ServerStats:
+    rounds: int = 0  # decoding rounds run
+    max_batch: int = 0  # most streams decoded in one round
+    completed: list[list[str]] = field(default_factory=list)  # finals of each ended stream
+
+
+class CaptionServer:
+    """Streams of one model, decoded in shared rounds; `handle` serves one connection."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        stream: StreamConfig,
+        decode: DecodeConfig,
+        lm: NgramLm | None = None,
+        max_streams: int = 16,
+    ):
+        self.model = model
+        self.stream = stream
+        self.decode = decode
+        self.lm = lm
+        self.max_streams = max_streams
+        self.sessions: list[Session] = []
+        self.stats = ServerStats()
+        self._work = asyncio.Event()
+        # One worker: the recognisers and the runtime are only ever used by one round at a time.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+
+    async def handle(self, websocket: Any) -> None:
+        """One client's stream, from its first message to its last final."""
+        if len(self.sessions) >= self.max_streams:
+            await websocket.close(BUSY_CODE, f"server full ({self.max_streams} streams)")
+            return
+        session = Session(StreamingRecognizer(self.model, self.stream, self.decode, self.lm))
+        self.sessions.append(session)
+        sender = asyncio.create_task(self._send(websocket, session))
+        rate = self.model.features.sample_rate
+        await websocket.send(
+            json.dumps({"kind": "ready", "sample_rate": rate, "chunk_ms": self.stream.chunk_ms})
+        )
+        try:
+            async for message in websocket:
+                if self._receive(session, message):
+                    break
+        except ProtocolError as error:
+            await websocket.close(PROTOCOL_ERROR_CODE, str(error))
+        except Exception as error:  # a dropped connection ends its stream
+            log.info("stream dropped: %s", error)
+        finally:
+            session.ended = True
+            self._work.set()
+            await sender
+
+    def _receive(self, session: Session, message: str | bytes) -> bool:
+        """Take one message; True at the end of the stream."""
+        if isinstance(message, bytes):
+            if len(message) % BYTES_PER_SAMPLE:
+                raise ProtocolError("binary messages must hold whole float32 samples")
+            session.pending.append(np.frombuffer(message, dtype="<f4").astype(np.float32))
+            self._work.set()
+            return False
+        try:
+            request = json.loads(message)
+        except json.JSONDecodeError as error:
+            raise ProtocolError(f"text messages must be JSON: {error}") from error
+        if not isinstance(request, dict) or request.get("type") != END_MESSAGE:
+            raise ProtocolError(f'unknown message {message[:80]!r} (expected {{"type": "{END_MESSAGE}"}})')
+        return True
+
+    async def _send(self, websocket: Any, session: Session) -> None:
+        """Send the session's events as they come; close after the last."""
+        sending = True
+        while (events := await session.outbox.get()) is not None:
+            for event in events:
+                if event.kind == FINAL:
+                    session.finals.append(event.text)
+                if sending:
+                    try:
+                        await websocket.send(json.dumps(event.as_dict(), ensure_ascii=False))
+                    except Exception:  # gone: keep draining, so that the stream still ends
+                        sending = False
+        await websocket.close()
+
+    async def decode_forever(self) -> None:
+        """The decoding loop: a round whenever audio or an end is waiting."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            ready = [s for s in self.sessions if s.pending or s.ended]
+            if not ready:
+                continue
+            pieces = [_take(s) for s in ready]
+            ended = [s.ended for s in ready]  # its last audio is in this round
+            events = await loop.run_in_executor(self._executor, self._round, ready, pieces, ended)
+            for session, session_events, done in zip(ready, events, ended, strict=True):
+                session.outbox.put_nowait(session_events)
+                if done:
+                    session.outbox.put_nowait(None)
+                    self.sessions.remove(session)
+                    self.stats.completed.append(session.finals)
+            if any(s.pending or s.ended for s in self.sessions):
+                self._work.set()
+
+    def _round(
+        self, sessions: Sequence[Session], pieces: Sequence[np.ndarray], ended: Sequence[bool]
+    ) -> list[list[CaptionEvent]]:
+        """One decoding round (in the worker thread): all streams' new audio, batched."""
+        self.stats.rounds += 1
+        self.stats.max_batch = max(self.stats.max_batch, sum(len(p) > 0 for p in pieces))
+        events = decode_chunks([s.recognizer for s in sessions], pieces)
+        for i, session in enumerate(sessions):
+            if ended[i]:
+                events[i] += session.recognizer.finish()
+        return events
+
+
+def _take(session: Session) -> np.ndarray:
+    pieces, session.pending = session.pending, []
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
+def page_response(connection: Any, request: Any) -> Any:
+    """`process_request` hook: plain HTTP GETs of / get the page; WebSocket upgrades pass."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return None
+    if request.path.split("?")[0] not in ("/", "/index.html"):
+        return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+    response = connection.respond(HTTPStatus.OK, PAGE.read_text(encoding="utf-8"))
+    response.headers["Content-Type"] = "text/html; charset=utf-8"
+    return response
+
+
+async def serve(
+    server: CaptionServer, host: str, port: int, ready: asyncio.Future[int] | None = None
+) -> None:
+    """Run `server` on host:port until cancelled; `ready` gets the bound port."""
+    from websockets.asyncio.server import serve as websocket_serve
+
+    decoder = asyncio.create_task(server.decode_forever())
+    try:
+        async with websocket_serve(server.handle, host, port, process_request=page_response) as listener:
+            bound = next(iter(listener.sockets)).getsockname()[1]
+            log.info("captions at http://%s:%d/ (WebSocket on the same port)", host, bound)
+            if ready is not None:
+                ready.set_result(bound)
+            await asyncio.Future()  # until cancelled
+    finally:
+        decoder.cancel()

@@ -1,0 +1,36 @@
+"""Serve live captions over WebSocket, with a browser page that captions its microphone.
+
+python serve.py --model=exports/demo --backend=onnx                  # then open http://127.0.0.1:8000/
+python serve.py --model=exports/demo --backend=onnx --host=0.0.0.0 --port=9000 --max_streams=32
+
+Every connected stream is decoded in shared rounds (one batched encoder call for all streams
+with a chunk ready); the protocol is in rnnt/server.py. Browsers allow the microphone only on
+https or on localhost. This script imports no torch unless --backend=torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from absl import app, flags
+
+from rnnt import cli
+from rnnt.flags import define_runtime_flags, live_configs_from_flags
+from rnnt.server import CaptionServer, serve
+
+RUNTIME = define_runtime_flags()
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "address to listen on")
+_PORT = flags.DEFINE_integer("port", 8000, "port for the page and the WebSocket (0: any free port)")
+_MAX_STREAMS = flags.DEFINE_integer("max_streams", 16, "streams served at once; more are refused")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    model = RUNTIME.load()
+    server = CaptionServer(model, *live_configs_from_flags(model), max_streams=_MAX_STREAMS.value)
+    asyncio.run(serve(server, _HOST.value, _PORT.value))
+
+
+if __name__ == "__main__":
+    app.run(cli.guarded(main))

@@ -1,0 +1,204 @@
+"""The WebSocket caption server for real: concurrent streams decoded in shared batches equal
+offline decoding, bad clients are refused in one close frame, and the browser page captions
+a (fake) microphone in a real headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from rnnt.audio import load_audio
+from rnnt.config import StreamConfig
+from rnnt.decoding import decode_features
+from rnnt.features import compute_features
+from rnnt.runtimes import LoadedModel, load_model
+from rnnt.scoring import error_rates
+from rnnt.server import BUSY_CODE, PROTOCOL_ERROR_CODE, CaptionServer, serve
+
+from .conftest import REPO
+
+DEMO_MODEL = REPO / "models" / "demo" / "model.pt"
+RATE = 16000
+SEND_SAMPLES = 1600  # a client's message: 100 ms, as a browser's audio callbacks send
+# Three voices of the demo corpus's training speakers, three sentences.
+SPEECH = [
+    ("en-us+m3", "the boy was there when the sun rose over the quiet little town"),
+    ("en+f2", "she sells sea shells by the sea shore every summer"),
+    ("en-us+m1", "a good plan today is better than a perfect plan tomorrow"),
+]
+MAX_WER = 0.5  # the browser test: the demo model after the browser's capture and resampling
+TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    return load_model(DEMO_MODEL, "torch", threads=1)
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """SPEECH by espeak-ng, 16 kHz mono 16-bit WAV, with half a second of silence around."""
+    folder = tmp_path_factory.mktemp("speech")
+    paths = []
+    for i, (voice, text) in enumerate(SPEECH):
+        raw = folder / f"raw{i}.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True)
+        silence = np.zeros(RATE // 2, np.float32)
+        samples = np.concatenate([silence, load_audio(raw, RATE), silence])
+        paths.append(folder / f"speech{i}.wav")
+        soundfile.write(paths[-1], samples, RATE, subtype="PCM_16")
+    return paths
+
+
+def run_with_server(
+    model: LoadedModel, scenario: Callable[[CaptionServer, str], Awaitable[Any]], **server_args: Any
+) -> Any:
+    """Run `scenario(server, ws_url)` beside a server on a free loopback port."""
+
+    async def main() -> Any:
+        server = CaptionServer(model, StreamConfig(endpointing=False), model.decode, **server_args)
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(serve(server, "127.0.0.1", 0, ready))
+        port = await asyncio.wait_for(ready, TIMEOUT_S)
+        try:
+            return await asyncio.wait_for(scenario(server, f"ws://127.0.0.1:{port}/"), TIMEOUT_S)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return asyncio.run(main())
+
+
+async def stream_file(url: str, samples: np.ndarray) -> list[dict[str, Any]]:
+    """A client: the samples in 100 ms messages, then the end; every event it receives."""
+    async with connect(url) as websocket:
+        hello = json.loads(await websocket.recv())
+        assert hello == {"kind": "ready", "sample_rate": RATE, "chunk_ms": 600.0}
+        for start in range(0, len(samples), SEND_SAMPLES):
+            await websocket.send(samples[start : start + SEND_SAMPLES].astype("<f4").tobytes())
+            await asyncio.sleep(0)  # let the other clients send too
+        await websocket.send(json.dumps({"type": "end"}))
+        return [json.loads(message) async for message in websocket]
+
+
+def offline_text(model: LoadedModel, samples: np.ndarray) -> str:
+    (hyp,) = decode_features(model.runtime, [compute_features(samples, model.features)], model.decode)
+    return model.tokenizer.decode(hyp.tokens)
+
+
+def test_concurrent_streams_are_batched_and_equal_offline_decoding(
+    model: LoadedModel, recordings: list[Path]
+) -> None:
+    audio = [load_audio(path, RATE) for path in recordings]
+
+    async def scenario(server: CaptionServer, url: str) -> list[list[dict[str, Any]]]:
+        results = await asyncio.gather(*(stream_file(url, samples) for samples in audio))
+        assert server.stats.max_batch >= 2, server.stats  # rounds decoded several streams
+        assert not server.sessions and len(server.stats.completed) == len(audio)
+        return results
+
+    results = run_with_server(model, scenario)
+    for events, samples in zip(results, audio, strict=True):
+        assert events[-1]["kind"] == "final" and [e["kind"] for e in events].count("final") == 1
+        assert events[-1]["text"] == offline_text(model, samples)
+        assert any(e["kind"] == "partial" for e in events)
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("hello", "must be JSON"),
+        (b"\x00\x01\x02", "whole float32 samples"),
+        ('{"type": "x"}', "unknown message"),
+    ],
+)
+def test_a_bad_message_closes_the_stream_in_one_frame(model: LoadedModel, message: Any, reason: str) -> None:
+    async def scenario(server: CaptionServer, url: str) -> None:
+        async with connect(url) as websocket:
+            await websocket.recv()
+            await websocket.send(message)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await websocket.recv()
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == PROTOCOL_ERROR_CODE and reason in closed.value.rcvd.reason
+
+    run_with_server(model, scenario)
+
+
+def test_a_full_server_refuses_and_a_dropped_client_ends_its_stream(
+    model: LoadedModel, recordings: list[Path]
+) -> None:
+    samples = load_audio(recordings[0], RATE)
+
+    async def scenario(server: CaptionServer, url: str) -> None:
+        first = await connect(url)
+        await first.recv()
+        await first.send(samples[: 2 * RATE].astype("<f4").tobytes())
+        async with connect(url) as second:
+            with pytest.raises(ConnectionClosed) as closed:
+                await second.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == BUSY_CODE
+        first.transport.abort()  # dropped without a close frame
+        while server.sessions:
+            await asyncio.sleep(0.05)
+        assert len(server.stats.completed) == 1
+        events = await stream_file(url, samples)  # and the server goes on serving
+        assert events[-1]["text"] == offline_text(model, samples)
+
+    run_with_server(model, scenario, max_streams=1)
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.fail("no Chromium: tools/setup_system.sh installs Debian's chromium")
+
+
+def test_the_page_captions_a_browser_microphone(
+    model: LoadedModel, recordings: list[Path], tmp_path: Path
+) -> None:
+    speech = recordings[0]
+    seconds = soundfile.info(speech).duration + 1.0
+
+    async def scenario(server: CaptionServer, url: str) -> list[str]:
+        page = url.replace("ws://", "http://") + f"?autostart=1&seconds={seconds:.1f}"
+        browser = await asyncio.create_subprocess_exec(
+            chromium(),
+            "--headless=new",
+            "--no-sandbox",  # as root, as CI runs
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={speech}%noloop",
+            "--autoplay-policy=no-user-gesture-required",
+            page,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            while not server.stats.completed:
+                assert browser.returncode is None, "Chromium exited"
+                await asyncio.sleep(0.2)
+        finally:
+            browser.kill()
+            await browser.wait()
+        return server.stats.completed[0]
+
+    finals = run_with_server(model, scenario)
+    assert error_rates([SPEECH[0][1]], [" ".join(finals)]).wer <= MAX_WER, finals
