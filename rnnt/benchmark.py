@@ -9,6 +9,8 @@ arrival to its caption. Torch-free unless a variant uses the torch backend.
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -316,3 +318,24 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
     return "\n".join(
         "  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in [headers, *cells]
     )
+
+
+# The instruction sets these runtimes' kernels choose between; the figures differ ~2x across
+# the hosts this project has run on, so each table and JSON names its host.
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def host_description() -> str:
+    """CPU model, the ISA_FLAGS it has, and its logical cores (from /proc/cpuinfo on Linux).
+
+    Not `rnnt.device.describe_device`, the training log's line: that one asks torch, and this
+    tool benchmarks the deployed runtimes without importing torch when their export exists.
+    """
+    model, flags_present = platform.processor() or platform.machine(), []
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        lines = cpuinfo.read_text().splitlines()[:64]  # the first processor's block
+        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+        model = fields.get("model name", model)
+        flags_present = [f for f in ISA_FLAGS if f in fields.get("flags", "").split()]
+    return f"{model} ({', '.join(flags_present) or 'no AVX2'}), {os.cpu_count()} logical cores"

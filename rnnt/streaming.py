@@ -211,18 +211,7 @@ class StreamingRecognizer:
     def _decode(self, encoder_out: np.ndarray, ctc_log_probs: np.ndarray | None = None) -> list[CaptionEvent]:
         """Search (T', J) encoder frames, closing a segment at each endpoint; with rescoring,
         `ctc_log_probs` (T', V) are the same frames' CTC log-probabilities."""
-        events = []
-        start = 0
-        while start < len(encoder_out):
-            stop = min(len(encoder_out), start + frames_to_endpoint(self.beam, self.rules))
-            frames = encoder_out[None, start:stop]
-            (self.beam,) = search(self.runtime, frames, [stop - start], [self.beam], self.decode, self.lm)
-            if ctc_log_probs is not None:
-                self._segment_ctc.append(ctc_log_probs[start:stop])
-            if endpoint_rule(self.beam[0], self.rules):
-                events += self._close_segment()
-            start = stop
-        return events
+        return search_streams([self], [encoder_out], [ctc_log_probs])[0]
 
     def _partial(self) -> list[CaptionEvent]:
         """A partial event if the segment's text changed since its last event."""
@@ -264,12 +253,14 @@ class StreamingRecognizer:
 
 
 def decode_chunks(
-    recognizers: Sequence[StreamingRecognizer], chunks: Sequence[np.ndarray]
+    recognizers: Sequence[StreamingRecognizer], chunks: Sequence[np.ndarray], share_search: bool = True
 ) -> list[list[CaptionEvent]]:
-    """`accept` `chunks[i]` into `recognizers[i]`, batching their encoder calls.
+    """`accept` `chunks[i]` into `recognizers[i]`, batching their encoder and search calls.
 
     The streams must share one runtime and chunk size. Each round stacks the encoder
-    states of the streams with a whole chunk buffered and runs the encoder once for all.
+    states of the streams with a whole chunk buffered and runs the encoder once for all;
+    then streams with the same decode config and LM share search calls (`search_streams`),
+    unless `share_search` is off (for benchmarks).
     """
     if len({id(r.runtime) for r in recognizers}) > 1 or len({r.chunk_frames for r in recognizers}) > 1:
         raise ValueError("batched streams must share one runtime and one chunk size")
@@ -282,8 +273,66 @@ def decode_chunks(
         state = stack_states([r.encoder_state for r in batch])
         rescoring = any(r.rescoring for r in batch)
         encoder_out, ctc_log_probs, state = encode_chunk(batch[0].runtime, features, state, rescoring)
-        for row, (i, recognizer) in enumerate(zip(ready, batch, strict=True)):
+        ctc_rows = []
+        for row, recognizer in enumerate(batch):
             recognizer.encoder_state = select_state(state, [row])
-            ctc = ctc_log_probs[row] if ctc_log_probs is not None and recognizer.rescoring else None
-            events[i] += recognizer._decode(encoder_out[row], ctc) + recognizer._partial()
+            ctc_rows.append(
+                ctc_log_probs[row] if ctc_log_probs is not None and recognizer.rescoring else None
+            )
+        groups = _search_groups(batch) if share_search else [[j] for j in range(len(batch))]
+        for group in groups:
+            found = search_streams(
+                [batch[j] for j in group], [encoder_out[j] for j in group], [ctc_rows[j] for j in group]
+            )
+            for j, stream_events in zip(group, found, strict=True):
+                events[ready[j]] += stream_events + batch[j]._partial()
+    return events
+
+
+def _search_groups(recognizers: Sequence[StreamingRecognizer]) -> list[list[int]]:
+    """Indices of the recognisers that can share search calls: the same decode config and LM."""
+    groups: dict[tuple[DecodeConfig, int], list[int]] = {}
+    for i, recognizer in enumerate(recognizers):
+        groups.setdefault((recognizer.decode, id(recognizer.lm)), []).append(i)
+    return list(groups.values())
+
+
+def search_streams(
+    recognizers: Sequence[StreamingRecognizer],
+    encoder_outs: Sequence[np.ndarray],
+    ctc_log_probs: Sequence[np.ndarray | None],
+) -> list[list[CaptionEvent]]:
+    """Search each stream's new (T'_i, J) encoder frames, closing its segments at endpoints.
+
+    One `search` call serves every stream with frames left, up to each one's next possible
+    endpoint (`frames_to_endpoint`), so the streams share joint and predictor calls. The
+    recognisers must share a runtime, decode config and LM. `ctc_log_probs[i]` (T'_i, V):
+    stream i's CTC log-probabilities, with rescoring.
+    """
+    first = recognizers[0]
+    events: list[list[CaptionEvent]] = [[] for _ in recognizers]
+    start = [0] * len(recognizers)
+    while active := [i for i, frames in enumerate(encoder_outs) if start[i] < len(frames)]:
+        stop = {
+            i: min(
+                len(encoder_outs[i]), start[i] + frames_to_endpoint(recognizers[i].beam, recognizers[i].rules)
+            )
+            for i in active
+        }
+        lengths = [stop[i] - start[i] for i in active]
+        frames = np.zeros((len(active), max(lengths), encoder_outs[active[0]].shape[1]), dtype=np.float32)
+        for row, i in enumerate(active):
+            frames[row, : lengths[row]] = encoder_outs[i][start[i] : stop[i]]
+        beams = search(
+            first.runtime, frames, lengths, [recognizers[i].beam for i in active], first.decode, first.lm
+        )
+        for i, beam in zip(active, beams, strict=True):
+            recognizer = recognizers[i]
+            recognizer.beam = beam
+            ctc = ctc_log_probs[i]
+            if ctc is not None:
+                recognizer._segment_ctc.append(ctc[start[i] : stop[i]])
+            if endpoint_rule(beam[0], recognizer.rules):
+                events[i] += recognizer._close_segment()
+            start[i] = stop[i]
     return events

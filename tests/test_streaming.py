@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, ModelConfig, StreamConfig, TokenizerConfig
-from rnnt.decoding import decode_features
+from rnnt.decoding import decode_features, search
 from rnnt.features import compute_features
 from rnnt.hypothesis import Hypothesis
 from rnnt.model import Transducer
@@ -202,11 +203,22 @@ def test_finish_flushes_the_last_text_and_resets(tokenizer: Tokenizer) -> None:
     assert stream(recognizer, [samples]) == first  # a reset stream starts again at time 0
 
 
-def test_batched_streams_equal_separate_streams(tokenizer: Tokenizer) -> None:
-    model = tiny_model(tokenizer, DecodeConfig(beam_size=2))
+@pytest.mark.parametrize("beam_size", [1, 2])
+def test_batched_streams_equal_separate_streams(
+    tokenizer: Tokenizer, beam_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams batched share encoder and search calls (endpoints included) and decode alike."""
+    model = tiny_model(tokenizer, DecodeConfig(beam_size=beam_size))
     config = StreamConfig(chunk_ms=180, endpoint_trailing_silence_s=0.3)
     signals = [speech_like(seconds, seed) for seed, seconds in enumerate([1.5, 2.2, 0.9])]
     separate = [stream(StreamingRecognizer(model, config), slices(s, "random", seed=7)) for s in signals]
+    streams_per_search = []
+
+    def spy(runtime: Any, encoder_out: np.ndarray, *args: Any) -> list[list[Hypothesis]]:
+        streams_per_search.append(len(encoder_out))
+        return search(runtime, encoder_out, *args)
+
+    monkeypatch.setattr("rnnt.streaming.search", spy)
     recognizers = [StreamingRecognizer(model, config) for _ in signals]
     batched: list[list[CaptionEvent]] = [[] for _ in signals]
     piece = 3000
@@ -217,6 +229,8 @@ def test_batched_streams_equal_separate_streams(tokenizer: Tokenizer) -> None:
     for events, recognizer in zip(batched, recognizers, strict=True):
         events += recognizer.finish()
     assert [finals(e) for e in batched] == [finals(e) for e in separate]
+    assert max(streams_per_search) == len(signals)
+    assert any(len(finals(e)) > 1 for e in separate)  # endpoints fell inside shared calls
 
 
 def test_chunk_frames_are_whole_encoder_frames() -> None:

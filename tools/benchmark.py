@@ -13,8 +13,6 @@ utterance by utterance, in one process; peak RSS is measured per variant in a su
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -124,27 +122,6 @@ def peak_rss_mb(variant: str) -> float:
     return float(lines[-1]) if result.returncode == 0 and lines else float("nan")
 
 
-# The instruction sets these runtimes' kernels choose between; the figures differ ~2x across
-# the hosts this project has run on, so each table and JSON names its host.
-ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
-
-
-def host_description() -> str:
-    """CPU model, the ISA_FLAGS it has, and its logical cores (from /proc/cpuinfo on Linux).
-
-    Not `rnnt.device.describe_device`, the training log's line: that one asks torch, and this
-    tool benchmarks the deployed runtimes without importing torch when their export exists.
-    """
-    model, flags_present = platform.processor() or platform.machine(), []
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        lines = cpuinfo.read_text().splitlines()[:64]  # the first processor's block
-        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
-        model = fields.get("model name", model)
-        flags_present = [f for f in ISA_FLAGS if f in fields.get("flags", "").split()]
-    return f"{model} ({', '.join(flags_present) or 'no AVX2'}), {os.cpu_count()} logical cores"
-
-
 def peak_rss_of_this_process_mb() -> float:
     """VmHWM (resets at exec, unlike ru_maxrss, which a child inherits from its parent)."""
     status = Path("/proc/self/status")
@@ -169,7 +146,7 @@ def report(
         for row in rows
     ]
     print(benchmark.format_table(shown, COLUMNS))
-    host = host_description()
+    host = benchmark.host_description()
     print(
         f"x ref (paired): median over utterances of {reference}'s time / the row's; "
         f"fp32 transcripts identical across runtimes: {same}; fp32 matrix-vector bandwidth: "
