@@ -1,4 +1,4 @@
-"""The data model: utterances, JSONL manifests, LibriSpeech folders, corpus weights.
+"""The data model: utterances, JSONL manifests, LibriSpeech and TED-LIUM folders, corpus weights.
 
 Torch-free (as lhotse keeps its data model apart from the torch Dataset and sampler in
 `rnnt.data`), so evaluation and benchmarks read corpora without importing torch.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,11 @@ from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
+
+
+TEDLIUM_IGNORED = "ignore_time_segment_in_scoring"  # STM transcript of an unscored segment
+TEDLIUM_NOISE = re.compile(r"<unk>|\{[^}]*\}|\([0-9]+\)")  # unknown-word marks, noises, alt. numbers
+TEDLIUM_CLITIC = re.compile(r" '(?=[A-Za-z])")  # TED-LIUM splits clitics: "it 's" -> "it's"
 
 
 class DataError(Exception):
@@ -104,11 +110,54 @@ def read_librispeech(root: str | Path) -> list[Utterance]:
     return utterances
 
 
+def tedlium_text(transcript: str) -> str:
+    """A TED-LIUM transcript as the toolkit's text: noise and unknown-word marks dropped,
+    split clitics rejoined ("it 's" -> "it's"), then `normalize`."""
+    return normalize(TEDLIUM_CLITIC.sub("'", TEDLIUM_NOISE.sub(" ", transcript)))
+
+
+def read_tedlium(root: str | Path) -> list[Utterance]:
+    """Every scored segment of `<root>/stm/*.stm`, in `<root>/sph/<talk>.sph`."""
+    root = Path(root)
+    utterances = []
+    for stm in sorted((root / "stm").glob("*.stm")):
+        for number, line in enumerate(_read_text(stm).splitlines(), start=1):
+            utterance = _stm_segment(root, stm, number, line)
+            if utterance is not None:
+                utterances.append(utterance)
+    return utterances
+
+
+def _stm_segment(root: Path, stm: Path, number: int, line: str) -> Utterance | None:
+    """One STM line `talk channel speaker start end <label> transcript`, or None if unscored."""
+    fields = line.split(maxsplit=6)
+    if not fields or line.startswith(";;"):
+        return None
+    if len(fields) < 6:
+        raise DataError(f"{stm}:{number}: not an STM segment line")
+    talk, _, _, start, end = fields[:5]
+    transcript = fields[6] if len(fields) > 6 else ""
+    if TEDLIUM_IGNORED in transcript or not tedlium_text(transcript):
+        return None
+    audio = root / "sph" / f"{talk}.sph"
+    if not audio.is_file():
+        raise DataError(f"{stm}:{number}: missing audio {audio.name}")
+    try:
+        offset, stop = float(start), float(end)
+    except ValueError as error:
+        raise DataError(f"{stm}:{number}: bad segment times ({error})") from error
+    return Utterance(f"{talk}-{offset:.2f}", str(audio), tedlium_text(transcript), stop - offset, offset)
+
+
+def is_tedlium(root: Path) -> bool:
+    return (root / "stm").is_dir() and (root / "sph").is_dir()
+
+
 def read_corpus(spec: str | Path) -> list[Utterance]:
-    """A JSONL manifest or a LibriSpeech-layout folder."""
+    """A JSONL manifest, a TED-LIUM folder (`stm/`, `sph/`) or a LibriSpeech-layout folder."""
     path = Path(spec)
     if path.is_dir():
-        utterances = read_librispeech(path)
+        utterances = read_tedlium(path) if is_tedlium(path) else read_librispeech(path)
     elif path.is_file():
         utterances = read_manifest(path)
     else:
