@@ -10,6 +10,7 @@ torchrun --nproc_per_node=2 train.py --flagfile=...           # data parallel (g
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 import torch.distributed as dist
@@ -24,7 +25,7 @@ from rnnt.evaluation import evaluate, rates_by_speaker, write_transcripts
 from rnnt.flags import decode_config_from_flags, lm_from_flags, run_config_from_flags, write_flagfile
 from rnnt.model import Transducer, count_parameters
 from rnnt.runtimes.pytorch import TorchRuntime
-from rnnt.training import Trainer
+from rnnt.training import train_run
 
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "resume", "eval", "summary"], "what to do")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "", "checkpoint for --mode=eval")
@@ -81,23 +82,14 @@ def run_eval(config: RunConfig) -> None:
 
 
 def train(config: RunConfig, resume: bool) -> None:
-    dist_info = _init_distributed()
-    if not resume and ckpt.step_checkpoints(config.run_dir / "models"):
-        raise ValueError(f"{config.run_dir} already has checkpoints: use --mode=resume or another --name")
-    if dist_info.is_main:
-        write_flagfile(config.run_dir / "flagfile.txt")
-    trainer = Trainer(config, dist_info)
-    if resume and not trainer.resume_latest():
-        raise ValueError(f"--mode=resume: no checkpoint in {trainer.models_dir}")
-    state = trainer.fit()
-    log.info("finished at step %d (best dev WER %.2f%%)", state.step, 100 * state.best_wer)
+    train_run(config, _init_distributed(), resume, lambda: write_flagfile(config.run_dir / "flagfile.txt"))
 
 
 def _init_distributed() -> Distributed:
     if not dist.is_torchelastic_launched():
         return Distributed()
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size())
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 
 if __name__ == "__main__":

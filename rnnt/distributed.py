@@ -17,8 +17,9 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class Distributed:
-    rank: int = 0
-    world: int = 1
+    rank: int = 0  # among all processes of all nodes
+    world: int = 1  # processes in all
+    local_rank: int = 0  # among this node's processes: its GPU's index
 
     @property
     def is_main(self) -> bool:

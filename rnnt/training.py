@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -113,7 +113,7 @@ class Trainer:
         check_loss_config(config.model, config.train)
         self.dist = dist_info or Distributed()
         self.device = (
-            torch.device("cuda", self.dist.rank) if torch.cuda.is_available() else torch.device("cpu")
+            torch.device("cuda", self.dist.local_rank) if torch.cuda.is_available() else torch.device("cpu")
         )
         train_utterances = training_corpus(config)
         # Only a new run starts from it: a resumed one restores its own weights, even if the
@@ -376,3 +376,21 @@ class Trainer:
                     self.save("best.pt")
         if step % train.checkpoint_every == 0:
             self.save()
+
+
+def train_run(
+    config: RunConfig, dist_info: Distributed, resume: bool, on_start: Callable[[], None] | None = None
+) -> TrainState:
+    """One rank's part of a run: a new run (refused if its folder has checkpoints) or the
+    latest checkpoint's continuation. `on_start` runs on the main rank once the run is
+    accepted (the scripts record the resolved flags there)."""
+    if not resume and ckpt.step_checkpoints(config.run_dir / "models"):
+        raise ValueError(f"{config.run_dir} already has checkpoints: use --mode=resume or another --name")
+    if dist_info.is_main and on_start is not None:
+        on_start()
+    trainer = Trainer(config, dist_info)
+    if resume and not trainer.resume_latest():
+        raise ValueError(f"--mode=resume: no checkpoint in {trainer.models_dir}")
+    state = trainer.fit()
+    log.info("finished at step %d (best dev WER %.2f%%)", state.step, 100 * state.best_wer)
+    return state

@@ -1,5 +1,6 @@
 """Training behaviour: a tiny model memorises a batch; resume after SIGKILL equals an
-uninterrupted run; two data-parallel ranks equal one rank with the whole batch."""
+uninterrupted run; two data-parallel ranks equal one rank with the whole batch, launched by
+torchrun or by Lightning (lightning.py)."""
 
 from __future__ import annotations
 
@@ -135,6 +136,21 @@ def test_two_ranks_equal_one_rank_with_the_whole_batch(tmp_path: Path, tiny_corp
     for name, tensor in one_weights.items():
         torch.testing.assert_close(two_weights[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
     assert _loss(config, one_weights) == pytest.approx(_loss(config, two_weights), rel=1e-4)
+
+    # The same two ranks launched by Lightning Fabric run the same loop: the same weights.
+    fabric = [sys.executable, "lightning.py", "--devices=2", "--accelerator=cpu"]
+    launched = subprocess.run(
+        [*fabric, f"--flagfile={_flagfile(tmp_path, config, 'fabric')}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "MASTER_PORT": "29534"},
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    fabric_weights = _final_weights(tmp_path / "logs" / "fabric")
+    for name, tensor in two_weights.items():
+        assert torch.equal(fabric_weights[name], tensor), name
 
 
 def _trainer(config: RunConfig, name: str) -> Trainer:
