@@ -64,6 +64,8 @@ demo: corpus
 	$(PY) export_onnx.py --checkpoint=$(DEMO_MODEL) --output_dir=$(DEMO_EXPORT) --int8
 	@echo "== 4/5 stream-caption a held-out recording with ONNX Runtime"
 	$(PY) stream.py --model=$(DEMO_EXPORT) --backend=onnx --input=$(HELD_OUT) --chunk_ms=600
+	$(PY) stream.py --model=$(DEMO_EXPORT) --backend=onnx --input=$(HELD_OUT) --format=srt --output=logs/held-out.srt
+	cat logs/held-out.srt
 	@echo "== 5/5 benchmark PyTorch vs ONNX Runtime vs OpenVINO on the demo test set"
 	$(PY) tools/benchmark.py --checkpoint=$(DEMO_MODEL) --export_dir=$(DEMO_EXPORT) \
 		--manifest=$(DEMO_CORPUS)/test --max_utterances=300 --output=logs/demo-benchmark.json

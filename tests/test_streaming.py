@@ -29,6 +29,7 @@ from rnnt.streaming import (
     endpoint_rule,
     frames_to_endpoint,
 )
+from rnnt.streams_benchmark import StreamsSetting, run_interleaved, stream_audio
 from rnnt.tokenizer import Tokenizer
 
 from .conftest import tiny_model_config
@@ -370,3 +371,19 @@ def test_long_speech_is_cut_at_the_maximum_segment(energy_model: LoadedModel) ->
     assert [e.segment for e in events] == list(range(len(events)))
     assert [e.start_s for e in events] == pytest.approx([16 * FRAME_S * i for i in range(len(events))])
     assert sum(len(e.tokens) for e in events) == encoder_frames  # every frame decoded once
+
+
+def test_streams_benchmark_decodes_all_audio_in_every_setting(tokenizer: Tokenizer) -> None:
+    model = tiny_model(tokenizer, DecodeConfig())
+    utterances = [speech_like(seconds, seed) for seed, seconds in enumerate([0.9, 1.2, 0.7])]
+    settings = [StreamsSetting(1, True), StreamsSetting(2, True), StreamsSetting(2, False)]
+    results = run_interleaved(model, StreamConfig(chunk_ms=240), utterances, settings, repeats=2)
+    audio_s = 2 * sum(len(u) for u in utterances) / SAMPLE_RATE
+    for result in results:
+        row = result.row()
+        assert result.audio_s == pytest.approx(audio_s)
+        assert row["audio_s_per_s"] > 0 and row["round_ms_p95"] >= row["round_ms_median"] > 0
+    assert [len(a) for a in stream_audio(utterances, 2)] == [
+        len(utterances[0]) + len(utterances[2]),
+        len(utterances[1]),
+    ]
