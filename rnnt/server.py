@@ -133,8 +133,6 @@ class CaptionServer:
         sending = True
         while (events := await session.outbox.get()) is not None:
             for event in events:
-                if event.kind == FINAL:
-                    session.finals.append(event.text)
                 if sending:
                     try:
                         await websocket.send(json.dumps(event.as_dict(), ensure_ascii=False))
@@ -153,8 +151,13 @@ class CaptionServer:
                 continue
             pieces = [_take(s) for s in ready]
             ended = [s.ended for s in ready]  # its last audio is in this round
-            events = await loop.run_in_executor(self._executor, self._round, ready, pieces, ended)
+            try:
+                events = await loop.run_in_executor(self._executor, self._round, ready, pieces, ended)
+            except Exception:  # a bug or a runtime failure: end these streams, keep serving
+                log.exception("decoding failed; closing %d streams", len(ready))
+                events, ended = [[] for _ in ready], [True] * len(ready)
             for session, session_events, done in zip(ready, events, ended, strict=True):
+                session.finals += [e.text for e in session_events if e.kind == FINAL]
                 session.outbox.put_nowait(session_events)
                 if done:
                     session.outbox.put_nowait(None)

@@ -26,6 +26,7 @@ from rnnt.features import compute_features
 from rnnt.runtimes import LoadedModel, load_model
 from rnnt.scoring import error_rates
 from rnnt.server import BUSY_CODE, PROTOCOL_ERROR_CODE, CaptionServer, serve
+from rnnt.streaming import decode_chunks
 
 from .conftest import REPO
 
@@ -202,3 +203,29 @@ def test_the_page_captions_a_browser_microphone(
 
     finals = run_with_server(model, scenario)
     assert error_rates([SPEECH[0][1]], [" ".join(finals)]).wer <= MAX_WER, finals
+
+
+def test_a_decoding_failure_closes_its_streams_and_the_server_goes_on(
+    model: LoadedModel, recordings: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    samples = load_audio(recordings[1], RATE)
+    failures = iter([True])
+
+    def failing_once(*args: Any) -> Any:
+        if next(failures, False):
+            raise RuntimeError("the runtime broke")
+        return decode_chunks(*args)
+
+    monkeypatch.setattr("rnnt.server.decode_chunks", failing_once)
+
+    async def scenario(server: CaptionServer, url: str) -> None:
+        async with connect(url) as websocket:
+            await websocket.recv()
+            await websocket.send(samples.astype("<f4").tobytes())
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await websocket.recv()
+        events = await stream_file(url, samples)
+        assert events[-1]["text"] == offline_text(model, samples)
+
+    run_with_server(model, scenario)
