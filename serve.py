@@ -11,6 +11,7 @@ https or on localhost. This script imports no torch unless --backend=torch.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from absl import app, flags
 
@@ -27,6 +28,7 @@ _MAX_STREAMS = flags.DEFINE_integer("max_streams", 16, "streams served at once; 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # not a line per page load
     model = RUNTIME.load()
     server = CaptionServer(model, *live_configs_from_flags(model), max_streams=_MAX_STREAMS.value)
     asyncio.run(serve(server, _HOST.value, _PORT.value))

@@ -203,7 +203,11 @@ async def serve(
 
     decoder = asyncio.create_task(server.decode_forever())
     try:
-        async with websocket_serve(server.handle, host, port, process_request=page_response) as listener:
+        try:
+            listener = await websocket_serve(server.handle, host, port, process_request=page_response)
+        except OSError as error:
+            raise ValueError(f"cannot listen on {host}:{port} ({error.strerror or error})") from error
+        async with listener:
             bound = next(iter(listener.sockets)).getsockname()[1]
             log.info("captions at http://%s:%d/ (WebSocket on the same port)", host, bound)
             if ready is not None:

@@ -229,3 +229,12 @@ def test_a_decoding_failure_closes_its_streams_and_the_server_goes_on(
         assert events[-1]["text"] == offline_text(model, samples)
 
     run_with_server(model, scenario)
+
+
+def test_a_port_in_use_is_one_clear_error(model: LoadedModel) -> None:
+    async def scenario(server: CaptionServer, url: str) -> None:
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        with pytest.raises(ValueError, match=f"cannot listen on 127.0.0.1:{port} .*in use"):
+            await serve(server, "127.0.0.1", port)
+
+    run_with_server(model, scenario)
