@@ -43,11 +43,6 @@ class SourceError(AudioError):
     """A source that cannot be opened, or that broke off."""
 
 
-def is_live_source(spec: str) -> bool:
-    """Whether `spec` names a microphone or a URL rather than a local file."""
-    return spec == MIC or spec.startswith((PULSE_PREFIX, *PAGE_SCHEMES, *STREAM_SCHEMES))
-
-
 def open_source(
     spec: str, sample_rate: int, piece_samples: int, realtime: bool = False
 ) -> Iterator[np.ndarray]:
@@ -62,10 +57,12 @@ def open_source(
         device = spec[len(PULSE_PREFIX) :] if spec.startswith(PULSE_PREFIX) else "default"
         return ffmpeg_pieces(["-f", "pulse", "-i", device], spec, sample_rate, piece_samples)
     if spec.startswith(PAGE_SCHEMES + STREAM_SCHEMES):
-        address = resolve_page(spec) if spec.startswith(PAGE_SCHEMES) else spec
-        network = ["-rw_timeout", str(FFMPEG_TIMEOUT_US)] if "://" in address else []
-        pacing = ["-re"] if realtime else []
-        return ffmpeg_pieces([*network, *pacing, "-i", address], spec, sample_rate, piece_samples)
+        address, headers = resolve_page(spec) if spec.startswith(PAGE_SCHEMES) else (spec, {})
+        options = ["-rw_timeout", str(FFMPEG_TIMEOUT_US)] if "://" in address else []
+        if headers:  # a site's stream may need the page's User-Agent, cookies, referer
+            options += ["-headers", "".join(f"{key}: {value}\r\n" for key, value in headers.items())]
+        options += ["-re"] if realtime else []
+        return ffmpeg_pieces([*options, "-i", address], spec, sample_rate, piece_samples)
     return file_pieces(load_audio(spec, sample_rate), sample_rate, piece_samples, realtime)
 
 
@@ -81,9 +78,9 @@ def file_pieces(
         yield samples[start : start + piece_samples]
 
 
-def resolve_page(url: str) -> str:
-    """A web page's audio stream address by yt-dlp (best audio, else best); a URL yt-dlp
-    does not recognise is returned as is, for ffmpeg to open."""
+def resolve_page(url: str) -> tuple[str, dict[str, str]]:
+    """A web page's audio stream address by yt-dlp (best audio, else best) and the HTTP
+    headers to fetch it with; a URL yt-dlp does not recognise is returned as is."""
     try:
         import yt_dlp
     except ImportError as error:
@@ -93,14 +90,14 @@ def resolve_page(url: str) -> str:
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=False)
     except yt_dlp.utils.UnsupportedError:
-        return url
+        return url, {}
     except yt_dlp.utils.DownloadError as error:
         raise SourceError(f"{url}: {_last_line(str(error)).removeprefix('ERROR: ')}") from error
     address = (info or {}).get("url")
     if not address:
         raise SourceError(f"{url}: yt-dlp found no audio stream")
     log.info("%s: %s stream via yt-dlp (%s)", url, info.get("extractor", "?"), info.get("format_id", "?"))
-    return str(address)
+    return str(address), {str(k): str(v) for k, v in (info.get("http_headers") or {}).items()}
 
 
 class _YtDlpLog:
