@@ -32,6 +32,7 @@ SAMPLE_RATE = 16000
 CLIPS_DIR = "clips"  # Common Voice's folder of MP3 clips, beside the TSV files
 FLAC_SUFFIX = ".flac"
 PARTIAL_SUFFIX = ".partial.flac"  # a conversion in progress; renamed when complete
+PROGRESS_EVERY = 10_000  # clips between progress lines in the log
 REPORTED_FAILURES = 5  # failed clips named in the log (the rest are counted)
 
 
@@ -113,8 +114,12 @@ def prepare_common_voice(
     clips = clips[:max_clips] if max_clips > 0 else clips
     (output_dir / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
     report = PrepareReport(output_dir / f"{split}.jsonl", no_text=no_text)
+    outcomes = []
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        outcomes = list(pool.map(convert_clip, clips))
+        for done, outcome in enumerate(pool.map(convert_clip, clips), start=1):
+            outcomes.append(outcome)
+            if done % PROGRESS_EVERY == 0:
+                log.info("%s: %d of %d clips", split, done, len(clips))
     utterances = []
     for clip, outcome in zip(clips, outcomes, strict=True):
         if outcome in ("converted", "reused"):
