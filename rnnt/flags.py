@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from absl import flags
 
 from rnnt import atomic
+from rnnt.cli import require_flags
 from rnnt.config import (
     ALL_CONFIGS,
     AugmentConfig,
@@ -98,8 +99,7 @@ class RuntimeFlags:
     threads: flags.FlagHolder[int]
 
     def load(self) -> LoadedModel:
-        if not self.model.value:
-            raise ValueError("--model is required")
+        require_flags(self.model)
         return load_model(self.model.value, self.backend.value, self.precision.value, self.threads.value)
 
 

@@ -122,14 +122,17 @@ def prepare_common_voice(
                 log.info("%s: %d of %d clips", split, done, len(clips))
     utterances = []
     for clip, outcome in zip(clips, outcomes, strict=True):
-        if outcome in ("converted", "reused"):
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            relative = clip.destination.relative_to(output_dir)
-            utterances.append(
-                Utterance(clip.destination.stem, str(relative), clip.text, audio_duration(clip.destination))
-            )
-        else:
+        if outcome == "converted":
+            report.converted += 1
+        elif outcome == "reused":
+            report.reused += 1
+        else:  # an error message
             report.failed.append(outcome)
+            continue
+        relative = clip.destination.relative_to(output_dir)
+        utterances.append(
+            Utterance(clip.destination.stem, str(relative), clip.text, audio_duration(clip.destination))
+        )
     for failure in report.failed[:REPORTED_FAILURES]:
         log.warning("skipped %s", failure)
     write_manifest(report.manifest, utterances)

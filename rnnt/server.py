@@ -60,7 +60,6 @@ class Session:
 
 @dataclass
 class ServerStats:
-    rounds: int = 0  # decoding rounds run
     max_batch: int = 0  # most streams decoded in one round
     completed: list[list[str]] = field(default_factory=list)  # finals of each ended stream
 
@@ -170,7 +169,6 @@ class CaptionServer:
         self, sessions: Sequence[Session], pieces: Sequence[np.ndarray], ended: Sequence[bool]
     ) -> list[list[CaptionEvent]]:
         """One decoding round (in the worker thread): all streams' new audio, batched."""
-        self.stats.rounds += 1
         self.stats.max_batch = max(self.stats.max_batch, sum(len(p) > 0 for p in pieces))
         events = decode_chunks([s.recognizer for s in sessions], pieces)
         for i, session in enumerate(sessions):

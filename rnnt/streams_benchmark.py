@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class StreamsResult:
     setting: StreamsSetting
     audio_s: float = 0.0  # audio decoded, summed over streams and repeats
     wall_s: float = 0.0  # time spent decoding it
-    round_ms: list[float] | None = None  # every round's wall time
+    round_ms: list[float] = field(default_factory=list)  # every round's wall time
 
     def row(self) -> dict[str, float | int | bool]:
         rounds = np.array(self.round_ms or [0.0])
@@ -60,18 +60,16 @@ def run_setting(
     recognizers = [StreamingRecognizer(model, config) for _ in audio]
     rate = model.features.sample_rate
     chunk = max(1, round(config.chunk_ms * rate / 1000))  # samples a stream delivers per round
-    rounds = result.round_ms if result.round_ms is not None else []
     started = time.perf_counter()
     for start in range(0, max(len(a) for a in audio), chunk):
         pieces = [a[start : start + chunk] for a in audio]
         before = time.perf_counter()
         decode_chunks(recognizers, pieces, result.setting.share_search)
-        rounds.append(1000 * (time.perf_counter() - before))
+        result.round_ms.append(1000 * (time.perf_counter() - before))
     for recognizer in recognizers:
         recognizer.finish()
     result.wall_s += time.perf_counter() - started
     result.audio_s += sum(len(a) for a in audio) / rate
-    result.round_ms = rounds
 
 
 def run_interleaved(

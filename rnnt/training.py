@@ -145,7 +145,6 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, self.config.train)
         self.schedule = LearningRateSchedule(self.config.train)
         self.state = TrainState()
-        self.run_log: RunLog | None = None
         log.info("model: %d parameters", count_parameters(self.model))
         if self.dist.is_main:
             self._log_target_density()
@@ -320,7 +319,7 @@ class Trainer:
     def fit(self) -> TrainState:
         """Train until `max_steps` (or `max_minutes`), evaluating and checkpointing."""
         train = self.config.train
-        run_log = self.run_log = RunLog(
+        run_log = RunLog(
             self.config.run_dir, self.dist.is_main, train.progress, self.state.step, train.max_steps
         )
         started = time.monotonic() - self.state.train_seconds
@@ -339,7 +338,7 @@ class Trainer:
                 run_log.scalars("train", metrics, self.state.step, self.state.train_seconds / 60)
             run_log.step(metrics if logging_step else None)
             out_of_time = self._out_of_time()
-            self._maybe_evaluate_and_save(last=out_of_time or self.state.step == train.max_steps)
+            self._maybe_evaluate_and_save(run_log, last=out_of_time or self.state.step == train.max_steps)
             if out_of_time:
                 log.info("time limit of %.1f minutes reached at step %d", train.max_minutes, self.state.step)
                 break
@@ -362,14 +361,13 @@ class Trainer:
         over = self.state.train_seconds > 60 * train.max_minutes
         return all_reduce_sum([float(over)], self.dist)[0] > 0
 
-    def _maybe_evaluate_and_save(self, last: bool) -> None:
+    def _maybe_evaluate_and_save(self, run_log: RunLog, last: bool) -> None:
         """Evaluate every `eval_every` steps and at the last step; checkpoint on schedule."""
         train, step = self.config.train, self.state.step
         if step % train.eval_every == 0 or last:
             result = self.evaluate_dev()
             if result is not None:
-                if self.run_log is not None:
-                    self.run_log.evaluation(result, step, self.state.train_seconds / 60)
+                run_log.evaluation(result, step, self.state.train_seconds / 60)
                 self.schedule.observe(result.rates.wer)
                 if result.rates.wer < self.state.best_wer:
                     self.state.best_wer = result.rates.wer
