@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 BLANK_ID = 0  # The transducer blank; also the predictor's start-of-sequence input.
 UNK_ID = 1  # The tokenizer's unknown piece.
+NO_TOKEN = -1  # A stateless predictor's context before the start token (zero embedding).
 
 
 def described(default: Any, help: str) -> Any:
@@ -75,6 +76,12 @@ class ModelConfig:
     encoder_dropout: float = described(0.0, "dropout between encoder layers (training only)")
     time_reduction: int = described(2, "frames averaged by the time reduction (1 disables it)")
     reduction_after: int = described(2, "encoder layer after which time is reduced")
+    predictor: str = described(
+        "lstm",
+        "lstm (reference) or stateless (the last predictor_context tokens through a Conv1d, icefall's: "
+        "what sherpa-onnx runs)",
+    )
+    predictor_context: int = described(2, "stateless predictor: tokens it sees, the newest included (>= 2)")
     predictor_embed: int = described(256, "predictor token embedding width")
     predictor_layers: int = described(1, "predictor LSTM layers")
     predictor_hidden: int = described(256, "predictor LSTM width")
@@ -85,6 +92,15 @@ class ModelConfig:
     simple_joint: bool = described(
         False, "add the linear joint (encoder and predictor each projected to V, added) --prune_range needs"
     )
+
+    @property
+    def predictor_state_shape(self) -> tuple[int, int]:
+        """(layers, width) of each of the predictor state's two arrays (`rnnt.state.LstmState`):
+        the LSTM's (layers, hidden), or a stateless predictor's context of its last
+        `predictor_context - 1` token ids (`rnnt.model.StatelessPredictor`)."""
+        if self.predictor == "stateless":
+            return self.predictor_context - 1, 1
+        return self.predictor_layers, self.predictor_hidden
 
 
 @dataclass(frozen=True)

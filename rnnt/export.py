@@ -196,7 +196,7 @@ def export_onnx(model: Transducer, output_dir: Path, opset: int, config: dict[st
     for name, (module, example, dynamic_axes) in _graphs(model).items():
         path = graph_file(output_dir, "onnx", name, "fp32")
         _write_onnx(name, module, example, dynamic_axes, path, opset)
-        _set_metadata(path, config)
+        set_metadata(path, config)
         paths.append(path)
         log.info("wrote %s", path)
     return paths
@@ -210,15 +210,29 @@ def _write_onnx(
     path: Path,
     opset: int,
 ) -> None:
-    """Graph `name` traced by the TorchScript exporter (dynamo=False): it maps nn.LSTM to ONNX
-    LSTM with dynamic batch and time. The torch.export one needs onnxscript, took 16 s per
-    graph here and declared the encoder's reduced time axis static. A model with a CTC head
-    gets the encoder's fourth output (`ENCODER_CTC_OUTPUT`).
-    """
+    """Graph `name` (`GRAPH_INPUTS` / `GRAPH_OUTPUTS`); a model with a CTC head gets the
+    encoder's fourth output (`ENCODER_CTC_OUTPUT`)."""
     output_names = list(GRAPH_OUTPUTS[name])
     if name == "encoder" and isinstance(module, _EncoderGraph) and module.model.ctc is not None:
         output_names.append(ENCODER_CTC_OUTPUT)
-    names = set(GRAPH_INPUTS[name]) | set(output_names)
+    write_onnx(module, example, path, opset, list(GRAPH_INPUTS[name]), output_names, dynamic_axes)
+
+
+def write_onnx(
+    module: nn.Module,
+    example: tuple[Tensor, ...],
+    path: Path,
+    opset: int,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
+    """`module` traced by the TorchScript exporter (dynamo=False): it maps nn.LSTM to ONNX
+    LSTM with dynamic batch and time. The torch.export one needs onnxscript, took 16 s per
+    graph here and declared the encoder's reduced time axis static. `dynamic_axes` may name
+    tensors the graph does not have.
+    """
+    names = set(input_names) | set(output_names)
     with warnings.catch_warnings():
         # nn.LSTM's argument checks, on traced sizes; the states are graph inputs.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.nn\.modules\.rnn")
@@ -231,13 +245,14 @@ def _write_onnx(
             str(path),
             dynamo=False,
             opset_version=opset,
-            input_names=list(GRAPH_INPUTS[name]),
+            input_names=input_names,
             output_names=output_names,
             dynamic_axes={axis: axes for axis, axes in dynamic_axes.items() if axis in names},
         )
 
 
-def _set_metadata(path: Path, config: dict[str, Any]) -> None:
+def set_metadata(path: Path, config: dict[str, Any]) -> None:
+    """Replace the ONNX graph's metadata with `config` (strings as they are, the rest as JSON)."""
     graph = onnx.load(str(path))
     del graph.metadata_props[:]
     for key, value in config.items():
@@ -258,7 +273,7 @@ def quantize_onnx(output_dir: Path, config: dict[str, Any]) -> list[Path]:
     for name in GRAPHS:
         path = graph_file(output_dir, "onnx", name, "int8")
         quantize_int8(graph_file(output_dir, "onnx", name, "fp32"), path)
-        _set_metadata(path, config)
+        set_metadata(path, config)
         paths.append(path)
         log.info("wrote %s", path)
     return paths

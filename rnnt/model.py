@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnt.config import BLANK_ID, ModelConfig
+from rnnt.config import BLANK_ID, NO_TOKEN, ModelConfig
 from rnnt.state import LstmState
 
 STEPWISE_MAX_BATCH = 8  # largest batch for which `run_lstm`'s step loop beats nn.LSTM on a CPU
@@ -182,9 +182,8 @@ class Predictor(nn.Module):
         self.proj = nn.Linear(config.predictor_hidden, config.predictor_output)
 
     def init_state(self, batch_size: int) -> LstmState:
-        return _zeros(
-            self.config.predictor_layers, batch_size, self.config.predictor_hidden, self.proj.weight
-        )
+        layers, hidden = self.config.predictor_state_shape
+        return _zeros(layers, batch_size, hidden, self.proj.weight)
 
     def forward(
         self, tokens: Tensor, state: LstmState, stepwise: bool | None = None
@@ -193,6 +192,65 @@ class Predictor(nn.Module):
         `stepwise`: as `run_lstm`'s."""
         y, (h, c) = run_lstm(self.lstm, self.dropout(self.embed(tokens)), (state.h, state.c), stepwise)
         return self.dropout(apply_linear(self.proj, y)), LstmState(h, c)
+
+
+class StatelessPredictor(nn.Module):
+    """Embedding -> Conv1d over the last `predictor_context` tokens -> ReLU -> Linear: a
+    predictor that sees a few tokens, not the whole history (Ghodsi et al. 2020, "Rnn-transducer
+    with stateless prediction network"; icefall's `decoder.py` layout, grouped convolution
+    included), so it cannot learn its training sentences by heart, and the kind of predictor
+    sherpa-onnx runs (`rnnt.sherpa`).
+
+    Its state is its context: the previous `predictor_context - 1` token ids as floats, in
+    `h` shaped (context - 1, B, 1), so that it stacks, steps and exports through the same
+    `LstmState` as the LSTM's; `c` (the same shape) is unused and passed through. Before an
+    utterance's start token (blank) the context holds `NO_TOKEN`, whose embedding is zero
+    (icefall's padding, and the context sherpa-onnx starts from).
+    """
+
+    GROUP_WIDTH = 4  # channels per convolution group, icefall's (decoder_dim // 4 groups)
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.predictor_context < 2:
+            raise ValueError(f"predictor_context must be at least 2, got {config.predictor_context}")
+        if config.predictor_embed % self.GROUP_WIDTH:
+            raise ValueError(
+                f"predictor_embed must be a multiple of {self.GROUP_WIDTH} for a stateless predictor"
+            )
+        self.config = config
+        width = config.predictor_embed
+        self.embed = nn.Embedding(config.vocab_size, width)
+        self.conv = nn.Conv1d(
+            width, width, config.predictor_context, groups=width // self.GROUP_WIDTH, bias=False
+        )
+        self.dropout = nn.Dropout(config.predictor_dropout)
+        self.proj = nn.Linear(width, config.predictor_output)
+
+    def init_state(self, batch_size: int) -> LstmState:
+        layers, width = self.config.predictor_state_shape
+        zeros = _zeros(layers, batch_size, width, self.proj.weight)
+        return LstmState(torch.full_like(zeros.h, NO_TOKEN), zeros.c)
+
+    def forward(
+        self, tokens: Tensor, state: LstmState, stepwise: bool | None = None
+    ) -> tuple[Tensor, LstmState]:
+        """(B, U) token ids and state -> (B, U, predictor_output) and the new state (the
+        last context - 1 ids). `stepwise` is the LSTM predictor's and means nothing here."""
+        context = torch.cat([state.h[:, :, 0].transpose(0, 1).long(), tokens], dim=1)
+        present = (context != NO_TOKEN).unsqueeze(-1).to(self.proj.weight.dtype)
+        embedded = self.embed(context.clamp(min=0)) * present
+        embedded = self.dropout(embedded).transpose(1, 2)  # (B, E, context - 1 + U)
+        y = F.relu(self.conv(embedded)).transpose(1, 2)
+        kept = context[:, 1 - self.config.predictor_context :]
+        new_h = kept.transpose(0, 1).unsqueeze(-1).to(state.h.dtype)
+        return self.dropout(apply_linear(self.proj, y)), LstmState(new_h, state.c)
+
+
+PREDICTORS: dict[str, type[Predictor | StatelessPredictor]] = {
+    "lstm": Predictor,
+    "stateless": StatelessPredictor,
+}
 
 
 class Joint(nn.Module):
@@ -242,7 +300,9 @@ class Transducer(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
-        self.predictor = Predictor(config)
+        if config.predictor not in PREDICTORS:
+            raise ValueError(f"unknown predictor {config.predictor!r} ({' or '.join(PREDICTORS)})")
+        self.predictor: Predictor | StatelessPredictor = PREDICTORS[config.predictor](config)
         self.joint = Joint(config)
         self.ctc = nn.Linear(config.encoder_output, config.vocab_size) if config.ctc_head else None
         self.simple = SimpleJoint(config) if config.simple_joint else None

@@ -9,6 +9,8 @@ import torch
 from absl import flags
 
 from rnnt.config import (
+    BLANK_ID,
+    NO_TOKEN,
     AugmentConfig,
     DataConfig,
     DecodeConfig,
@@ -152,8 +154,15 @@ def test_batched_streams_equal_each_alone(model: Transducer) -> None:
     assert_states_close(split_b, new_b)
 
 
+@pytest.fixture(params=["lstm", "stateless"])
+def any_predictor_model(request: pytest.FixtureRequest) -> Transducer:
+    torch.manual_seed(0)
+    return Transducer(tiny_config(predictor=request.param, predictor_context=3)).eval()
+
+
 @torch.no_grad()
-def test_predictor_steps_equal_whole_sequence(model: Transducer) -> None:
+def test_predictor_steps_equal_whole_sequence(any_predictor_model: Transducer) -> None:
+    model = any_predictor_model
     torch.manual_seed(5)
     tokens = torch.randint(0, model.config.vocab_size, (3, 7))
     whole, whole_state = model.predict(tokens)
@@ -219,3 +228,29 @@ def test_shipped_model_sizes(name: str, monkeypatch: pytest.MonkeyPatch) -> None
     assert config.train.name == name
     model = Transducer(model_config_for_summary(config))
     assert count_parameters(model) == pytest.approx(SHIPPED_SIZES[name], rel=SIZE_TOLERANCE)
+
+
+@torch.no_grad()
+def test_stateless_predictor_sees_only_its_context() -> None:
+    """Two histories that end in the same three tokens give the same output (context 3: the
+    token itself and the two before it); a different token two back changes it."""
+    torch.manual_seed(0)
+    model = Transducer(tiny_config(predictor="stateless", predictor_context=3)).eval()
+    same = [model.predict(torch.tensor([tokens]))[0][0, -1] for tokens in ([4, 7, 2, 5, 6], [9, 1, 2, 5, 6])]
+    torch.testing.assert_close(same[0], same[1])
+    other = model.predict(torch.tensor([[4, 7, 3, 5, 6]]))[0][0, -1]
+    assert (other - same[0]).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_stateless_predictor_starts_from_no_tokens() -> None:
+    """Before the start token the context is `NO_TOKEN`, which embeds to zero: the first output
+    equals the convolution of zeros and the blank's embedding (icefall's left padding)."""
+    torch.manual_seed(0)
+    model = Transducer(tiny_config(predictor="stateless", predictor_context=2)).eval()
+    predictor = model.predictor
+    assert (predictor.init_state(1).h == NO_TOKEN).all()
+    first, _ = model.predict(torch.tensor([[BLANK_ID]]))
+    embedded = torch.stack([torch.zeros(8), predictor.embed.weight[BLANK_ID]], dim=1)[None]
+    expected = predictor.proj(torch.relu(predictor.conv(embedded)).transpose(1, 2))
+    torch.testing.assert_close(first, expected)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, ModelConfig, from_dict
+from rnnt.config import BLANK_ID, NO_TOKEN, DecodeConfig, FeatureConfig, ModelConfig, from_dict
 from rnnt.hypothesis import Runtime
 from rnnt.state import LstmState
 from rnnt.tokenizer import Tokenizer
@@ -64,7 +64,11 @@ class ZeroStates:
         return _zeros(self.config.encoder_layers, batch_size, self.config.encoder_hidden)
 
     def init_predictor_state(self, batch_size: int) -> LstmState:
-        return _zeros(self.config.predictor_layers, batch_size, self.config.predictor_hidden)
+        layers, hidden = self.config.predictor_state_shape
+        state = _zeros(layers, batch_size, hidden)
+        if self.config.predictor == "stateless":
+            state.h.fill(NO_TOKEN)  # no tokens before the start (`rnnt.model.StatelessPredictor`)
+        return state
 
 
 def _zeros(num_layers: int, batch_size: int, hidden: int) -> LstmState:

@@ -1,0 +1,164 @@
+"""sherpa-onnx runs the sherpa export (`rnnt.sherpa`) and decodes what the toolkit decodes:
+the real sherpa-onnx package, its own features and greedy search, on real recordings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnt.audio import load_audio
+from rnnt.checkpoint import ModelBundle, atomic_save, load_bundle, make_checkpoint
+from rnnt.config import DecodeConfig, FeatureConfig, StreamConfig, TokenizerConfig
+from rnnt.decoding import decode_features
+from rnnt.export import export
+from rnnt.features import compute_features, num_frames
+from rnnt.model import Transducer
+from rnnt.parity import synthetic_speech
+from rnnt.runtimes import load_model
+from rnnt.runtimes.pytorch import TorchRuntime
+from rnnt.sherpa import OPTIONS_FILE, TOKENS_FILE, SherpaExportError, export_sherpa
+from rnnt.tokenizer import Tokenizer
+
+from .conftest import REAL_AUDIO, REPO, tiny_model_config
+
+sherpa_onnx = pytest.importorskip("sherpa_onnx")
+
+FEATURES = FeatureConfig(feature_kind="kaldi_fbank")
+TEXTS = ["the boy was there when the sun rose", "a rod is used to catch pink salmon"]
+# sherpa-onnx's greedy search: one token per frame at most, <unk> allowed.
+SHERPA_GREEDY = DecodeConfig(max_symbols_per_frame=1, suppress_unk=False)
+GREEDY = DecodeConfig(suppress_unk=False)
+RECORDINGS = ("LJ002-0020.wav", "jfk.flac", "libri-1088-134315-0000.wav")
+
+
+def tiny_bundle_checkpoint(path: Path, **changes: object) -> Path:
+    tokenizer = Tokenizer.train(TEXTS, TokenizerConfig(tokenizer_kind="char"))
+    config = tiny_model_config(vocab_size=tokenizer.vocab_size, input_dim=FEATURES.feature_dim, **changes)
+    torch.manual_seed(0)
+    model = Transducer(config).eval()
+    configs = {"feature": FEATURES, "model": config, "decode": SHERPA_GREEDY}
+    atomic_save(make_checkpoint(model, tokenizer, configs), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("sherpa")
+    return tiny_bundle_checkpoint(directory / "model.pt", predictor="stateless", predictor_context=3)
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("sherpa-export")
+    result = export_sherpa(checkpoint, directory, StreamConfig(chunk_ms=360), int8=True)
+    assert result.chunk_frames == 36
+    return directory
+
+
+def recording(name: str) -> np.ndarray:
+    path = REAL_AUDIO / name
+    if path.is_file():
+        return load_audio(path, FEATURES.sample_rate)
+    return synthetic_speech(FEATURES.sample_rate, 2.0 + len(name) % 3)
+
+
+def sherpa_tokens(directory: Path, samples: np.ndarray, precision: str = "fp32") -> list[str]:
+    options = json.loads((directory / OPTIONS_FILE).read_text())
+    for name in ("tokens", "encoder", "decoder", "joiner"):
+        file = options[name] if precision == "fp32" or name == "tokens" else f"{name}.{precision}.onnx"
+        options[name] = str(directory / file)
+    recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(num_threads=1, **options)
+    stream = recognizer.create_stream()
+    stream.accept_waveform(FEATURES.sample_rate, samples)
+    stream.input_finished()
+    while recognizer.is_ready(stream):
+        recognizer.decode_stream(stream)
+    return list(recognizer.get_result_all(stream).tokens)
+
+
+def toolkit_tokens(bundle: ModelBundle, samples: np.ndarray, chunk: int) -> list[str]:
+    """The toolkit's greedy search over the frames sherpa-onnx decodes: whole chunks while
+    more than a chunk's frames are ready (`OnlineRecognizerTransducerImpl::IsReady`)."""
+    ready = num_frames(len(samples), FEATURES)
+    chunks = 0
+    while (chunks + 1) * chunk < ready:
+        chunks += 1
+    features = compute_features(samples, FEATURES)[: chunks * chunk // FEATURES.stack_frames]
+    hyp = decode_features(TorchRuntime(bundle.model), [features], SHERPA_GREEDY)[0]
+    return [bundle.tokenizer.piece(token) for token in hyp.tokens]
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_sherpa_onnx_decodes_the_toolkits_tokens(checkpoint: Path, exported: Path, name: str) -> None:
+    samples = recording(name)
+    expected = toolkit_tokens(load_bundle(checkpoint), samples, chunk=36)
+    assert len(expected) >= 10  # the random model emits plenty: a real comparison
+    assert sherpa_tokens(exported, samples) == expected
+
+
+def test_sherpa_onnx_runs_the_int8_graphs(exported: Path) -> None:
+    samples = recording(RECORDINGS[1])
+    fp32, int8 = sherpa_tokens(exported, samples), sherpa_tokens(exported, samples, "int8")
+    matching = sum(a == b for a, b in zip(fp32, int8, strict=False))
+    assert abs(len(int8) - len(fp32)) <= 0.2 * len(fp32)
+    assert matching >= 0.5 * len(fp32)
+
+
+def test_tokens_file_lists_every_piece(checkpoint: Path, exported: Path) -> None:
+    tokenizer = load_bundle(checkpoint).tokenizer
+    lines = (exported / TOKENS_FILE).read_text().splitlines()
+    assert lines == [f"{tokenizer.piece(i)} {i}" for i in range(tokenizer.vocab_size)]
+
+
+def test_an_lstm_predictor_or_other_features_are_refused(tmp_path: Path) -> None:
+    lstm = tiny_bundle_checkpoint(tmp_path / "lstm.pt")
+    with pytest.raises(SherpaExportError, match="predictor is an LSTM"):
+        export_sherpa(lstm, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_toolkits_own_runtimes_run_a_stateless_predictor(checkpoint: Path, tmp_path: Path) -> None:
+    """The same model through `rnnt.export`: every runtime's graphs match PyTorch (the export
+    checks) and decode the same tokens."""
+    report = export(checkpoint, tmp_path)
+    assert all(result.passed for result in report.parity)
+    features = [compute_features(recording(name), FEATURES) for name in RECORDINGS[:2]]
+    transcripts = {
+        backend: [hyp.tokens for hyp in decode_features(load_model(path, backend).runtime, features, GREEDY)]
+        for backend, path in (("torch", checkpoint), ("onnx", tmp_path), ("openvino", tmp_path))
+    }
+    assert all(transcripts["torch"])
+    assert transcripts["onnx"] == transcripts["torch"] == transcripts["openvino"]
+
+
+def test_script_exports_for_sherpa_or_says_why_not(tmp_path: Path) -> None:
+    stateless = tiny_bundle_checkpoint(tmp_path / "stateless.pt", predictor="stateless")
+    lstm = tiny_bundle_checkpoint(tmp_path / "lstm.pt")
+    runs = {
+        name: subprocess.run(
+            [
+                sys.executable,
+                "export_onnx.py",
+                "--format=sherpa-onnx",
+                f"--checkpoint={path}",
+                f"--output_dir={tmp_path / name}",
+                "--chunk_ms=240",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        for name, path in (("stateless", stateless), ("lstm", lstm))
+    }
+    assert runs["stateless"].returncode == 0, runs["stateless"].stderr
+    assert "24 frames a chunk" in runs["stateless"].stdout
+    assert runs["lstm"].returncode == 1
+    assert "error: sherpa-onnx cannot run this model" in runs["lstm"].stderr
+    assert "Traceback" not in runs["lstm"].stderr
