@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
 
 
 def export_for_sherpa() -> None:
-    from rnnt.sherpa import SherpaExportError, export_sherpa
+    from rnnt.sherpa_export import SherpaExportError, export_sherpa
 
     stream = StreamConfig(chunk_ms=_CHUNK_MS.value)
     try:

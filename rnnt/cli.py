@@ -50,6 +50,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
         ("rnnt.checkpoint", "CheckpointError"),
         ("rnnt.corpus", "DataError"),
         ("rnnt.lm", "LmError"),
+        ("rnnt.sherpa", "SherpaError"),
     ):
         if module in sys.modules:
             errors.append(getattr(sys.modules[module], name))

@@ -1,107 +1,54 @@
-"""Export for sherpa-onnx: a checkpoint as the three graphs of its LSTM transducer.
+"""A sherpa-onnx export's files, and decoding with sherpa-onnx itself (numpy only, no torch).
 
-sherpa-onnx (k2-fsa) runs icefall's LSTM transducers (`model_type=lstm` in the encoder's
-metadata) in C++ on servers, phones and microcontrollers. Its graphs differ from this
-toolkit's own export (`rnnt.export`) in what sherpa-onnx computes around them:
-
-- the encoder takes the Kaldi fbank frames sherpa-onnx computes (kaldi-native-fbank),
-  unstacked, `x` (N, T, num_mel_bins), T = `decode_chunk_len` frames a call; frame stacking
-  moves into the graph; its states are `h` and `c`, (layers, N, hidden);
-- the decoder takes the last `context_size` token ids, `y` (N, context_size), and no
-  state: the model needs a stateless predictor (`--predictor=stateless`);
-- the joiner takes one encoder frame and one decoder output, (N, J) each, -> `logit` (N, V);
-- `tokens.txt` lists each token and its id (blank 0).
-
-sherpa-onnx's feature defaults (centred frames, mel bins up to 400 Hz below Nyquist) are not
-this toolkit's Kaldi fbank (Kaldi's `snip_edges` framing, bins up to Nyquist), so the
-recognizer is built with `recognizer_options`, written beside the graphs as
-`sherpa-onnx.json`. Its token timestamps assume icefall's 40 ms encoder frames: multiply them
-by `FeatureConfig.encoder_frame_s(time_reduction) / 0.04` for this model's.
-
-sherpa-onnx's greedy search emits at most one token per encoder frame and never suppresses
-`<unk>`, and starts each stream's context from `NO_TOKEN`s before a blank; the toolkit's search
-with `max_symbols_per_frame=1` and `suppress_unk=False` decodes the same frames to the same
-tokens (tests/test_sherpa.py).
+`export_onnx.py --format=sherpa-onnx` (`rnnt.sherpa_export`) writes a directory sherpa-onnx's
+`OnlineRecognizer` loads: `encoder.onnx`, `decoder.onnx`, `joiner.onnx` (+ `.int8.onnx`),
+`tokens.txt` and `sherpa-onnx.json`, the recognizer's keyword arguments that make its features
+the model's (file names relative to the directory). This module opens such a directory with
+the `sherpa_onnx` package and decodes utterances with it, as a deployment would.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor, nn
 
-from rnnt import atomic
-from rnnt.checkpoint import ModelBundle, load_bundle
-from rnnt.config import FeatureConfig, StreamConfig
-from rnnt.export import DEFAULT_OPSET, ExportError, quantize_int8, set_metadata, write_onnx
-from rnnt.features import KALDI_LOW_FREQ_HZ, compute_features
-from rnnt.model import Transducer
-from rnnt.parity import FP32_TOLERANCE, PARITY_SECONDS, synthetic_speech
-from rnnt.state import LstmState
-from rnnt.streaming import chunk_frames
+from rnnt.config import DecodeConfig, FeatureConfig
+from rnnt.corpus import read_corpus
+from rnnt.decoding import decode_features
+from rnnt.features import KALDI_LOW_FREQ_HZ, compute_features, num_frames
+from rnnt.runtimes import LoadedModel, load_model
+from rnnt.scoring import ErrorRates, error_rates
 
 TOKENS_FILE = "tokens.txt"
 OPTIONS_FILE = "sherpa-onnx.json"
-GRAPH_FILES = {"encoder": "encoder", "decoder": "decoder", "joiner": "joiner"}
-INPUTS = {"encoder": ["x", "h", "c"], "decoder": ["y"], "joiner": ["encoder_out", "decoder_out"]}
-OUTPUTS = {"encoder": ["encoder_out", "new_h", "new_c"], "decoder": ["decoder_out"], "joiner": ["logit"]}
-KALDI_FRAME_MS = (25.0, 10.0)  # window and shift kaldi-native-fbank computes (sherpa-onnx fixes them)
-KALDI_PREEMPHASIS = 0.97
-TRACE_BATCH = 2
+GRAPHS = ("encoder", "decoder", "joiner")
+WORD_START = "\u2581"  # sentencepiece's word-start mark, a space in text
+# sherpa-onnx's greedy search: at most one token per encoder frame, <unk> allowed.
+SHERPA_GREEDY = DecodeConfig(max_symbols_per_frame=1, suppress_unk=False)
+BATCH = 16  # utterances the toolkit decodes at once in `compare_with_sherpa`
 
 
-class SherpaExportError(ExportError):
-    """A model sherpa-onnx cannot run as it is, or graphs that do not reproduce PyTorch."""
+class SherpaError(Exception):
+    """A sherpa-onnx directory or package that cannot be used; the message says why."""
 
 
-@dataclass
-class SherpaExport:
-    """What `export_sherpa` wrote and how closely the graphs matched PyTorch."""
-
-    output_dir: Path
-    chunk_frames: int  # feature frames per encoder call (sherpa-onnx's T)
-    files: list[Path] = field(default_factory=list)
-    max_abs_diff: dict[str, float] = field(default_factory=dict)  # fp32 graph -> largest difference
-
-    @property
-    def options_file(self) -> Path:
-        return self.output_dir / OPTIONS_FILE
-
-
-def unsupported(bundle: ModelBundle) -> list[str]:
-    """Why sherpa-onnx could not run this model (empty when it can)."""
-    features, config = bundle.features, bundle.model.config
-    window_ms, shift_ms = (
-        1000.0 * n / features.sample_rate for n in (features.win_length, features.hop_length)
-    )
-    reasons = []
-    if config.predictor != "stateless":
-        reasons.append(
-            "its predictor is an LSTM; sherpa-onnx's decoder is stateless (train with --predictor=stateless)"
-        )
-    if features.feature_kind != "kaldi_fbank":
-        reasons.append(f"its features are {features.feature_kind}; sherpa-onnx computes kaldi_fbank")
-    if (window_ms, shift_ms) != KALDI_FRAME_MS:
-        reasons.append(
-            f"its frames are {window_ms:g} ms every {shift_ms:g} ms; sherpa-onnx's are 25 every 10"
-        )
-    if features.n_fft != 1 << (features.win_length - 1).bit_length():
-        reasons.append(f"n_fft {features.n_fft} is not the window rounded up to a power of two (Kaldi's)")
-    if features.preemphasis != KALDI_PREEMPHASIS:
-        reasons.append(f"pre-emphasis {features.preemphasis} (Kaldi's, which sherpa-onnx uses: 0.97)")
-    return reasons
+def graph_file(graph: str, precision: str = "fp32") -> str:
+    """A graph's file name in the directory."""
+    return f"{graph}.onnx" if precision == "fp32" else f"{graph}.{precision}.onnx"
 
 
 def recognizer_options(features: FeatureConfig) -> dict[str, Any]:
-    """Keyword arguments of `sherpa_onnx.OnlineRecognizer.from_transducer` that make its
-    features this model's. `sherpa-onnx.json` holds them and the four files' names (relative
-    to its directory; `.int8.onnx` for the int8 graphs)."""
-    return {
+    """`sherpa-onnx.json`: the keyword arguments of `OnlineRecognizer.from_transducer` for a
+    model with these features. Our Kaldi fbank frames with `snip_edges` and draws mel bins up
+    to Nyquist, where sherpa-onnx's defaults centre frames and stop 400 Hz below it."""
+    files = {"tokens": TOKENS_FILE} | {graph: graph_file(graph) for graph in GRAPHS}
+    return files | {
         "sample_rate": features.sample_rate,
         "feature_dim": features.num_mel_bins,
         "low_freq": KALDI_LOW_FREQ_HZ,
@@ -114,174 +61,107 @@ def recognizer_options(features: FeatureConfig) -> dict[str, Any]:
     }
 
 
-class _Encoder(nn.Module):
-    def __init__(self, model: Transducer, stack_frames: int):
-        super().__init__()
-        self.model = model
-        self.stack_frames = stack_frames
-
-    def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(N, T, mel) unstacked frames, T a multiple of the stacking -> (N, T', J) and states."""
-        batch, frames, width = x.shape
-        stacked = x.reshape(batch, frames // self.stack_frames, width * self.stack_frames)
-        out, state = self.model.search_encode(stacked, LstmState(h, c))
-        return out, state.h, state.c
-
-
-class _Decoder(nn.Module):
-    def __init__(self, model: Transducer):
-        super().__init__()
-        self.model = model
-
-    def forward(self, y: Tensor) -> Tensor:
-        """(N, context_size) token ids, oldest first -> (N, J): the stateless predictor's
-        output after the last of them, its state being the ones before."""
-        context = y[:, :-1].transpose(0, 1).unsqueeze(-1).to(torch.float32)
-        out, _ = self.model.search_predict(y[:, -1:], LstmState(context, torch.zeros_like(context)))
-        return out[:, 0]
+def open_recognizer(directory: str | Path, precision: str = "fp32", num_threads: int = 1) -> Any:
+    """sherpa-onnx's `OnlineRecognizer` for an export directory (fp32 or int8 graphs)."""
+    try:
+        import sherpa_onnx
+    except ImportError as error:
+        raise SherpaError(
+            f"the sherpa-onnx package is not installed (pip install sherpa-onnx): {error}"
+        ) from error
+    directory = Path(directory)
+    options_path = directory / OPTIONS_FILE
+    if not options_path.is_file():
+        raise SherpaError(f"{directory}: not a sherpa-onnx export (no {OPTIONS_FILE}); run export_onnx.py")
+    options = json.loads(options_path.read_text())
+    options["tokens"] = str(directory / options["tokens"])
+    for graph in GRAPHS:
+        path = directory / graph_file(graph, precision)
+        if not path.is_file():
+            raise SherpaError(f"{path}: missing" + (" (export with --int8)" if precision != "fp32" else ""))
+        options[graph] = str(path)
+    return sherpa_onnx.OnlineRecognizer.from_transducer(num_threads=num_threads, **options)
 
 
-class _Joiner(nn.Module):
-    def __init__(self, model: Transducer):
-        super().__init__()
-        self.model = model
-
-    def forward(self, encoder_out: Tensor, decoder_out: Tensor) -> Tensor:
-        return self.model.search_join(encoder_out, decoder_out)
-
-
-def _graphs(
-    model: Transducer, features: FeatureConfig, frames: int
-) -> dict[str, tuple[nn.Module, tuple, dict]]:
-    """Each graph's module, example inputs and dynamic axes."""
-    config = model.config
-    state = model.encoder.init_state(TRACE_BATCH)
-    joint = torch.zeros(TRACE_BATCH, config.joint_dim)
-    return {
-        "encoder": (
-            _Encoder(model, features.stack_frames),
-            (torch.zeros(TRACE_BATCH, frames, features.num_mel_bins), *state),
-            {"x": {0: "N", 1: "T"}, "encoder_out": {0: "N", 1: "T'"}}
-            | {name: {1: "N"} for name in ("h", "c", "new_h", "new_c")},
-        ),
-        "decoder": (
-            _Decoder(model),
-            (torch.zeros(TRACE_BATCH, config.predictor_context, dtype=torch.int64),),
-            {"y": {0: "N"}, "decoder_out": {0: "N"}},
-        ),
-        "joiner": (
-            _Joiner(model),
-            (joint, joint),
-            {"encoder_out": {0: "N"}, "decoder_out": {0: "N"}, "logit": {0: "N"}},
-        ),
-    }
+def transcribe(recognizer: Any, samples: np.ndarray, sample_rate: int, tail_samples: int = 0) -> list[str]:
+    """The tokens sherpa-onnx decodes from mono `samples`, followed by `tail_samples` of silence
+    (it decodes only whole chunks: a chunk of silence lets it reach the end of the speech)."""
+    stream = recognizer.create_stream()
+    stream.accept_waveform(sample_rate, np.concatenate([samples, np.zeros(tail_samples, np.float32)]))
+    stream.input_finished()
+    while recognizer.is_ready(stream):
+        recognizer.decode_stream(stream)
+    return list(recognizer.get_result_all(stream).tokens)
 
 
-def _metadata(bundle: ModelBundle, frames: int) -> dict[str, dict[str, Any]]:
-    """What sherpa-onnx reads from each graph (`OnlineLstmTransducerModel`)."""
-    config = bundle.model.config
-    return {
-        "encoder": {
-            "model_type": "lstm",
-            "num_encoder_layers": config.encoder_layers,
-            "T": frames,  # frames a call takes
-            "decode_chunk_len": frames,  # frames a call advances: chunks do not overlap
-            "d_model": config.encoder_hidden,  # h's width
-            "rnn_hidden_size": config.encoder_hidden,  # c's width
-            "comment": "rnnt streaming LSTM transducer",
-        },
-        "decoder": {"vocab_size": config.vocab_size, "context_size": config.predictor_context},
-        "joiner": {"joiner_dim": config.joint_dim},
-    }
+def decoded_frames(num_frames: int, chunk_frames: int) -> int:
+    """Feature frames sherpa-onnx decodes of `num_frames`: whole chunks while more than a
+    chunk's frames are ready (`OnlineRecognizerTransducerImpl::IsReady`)."""
+    return max(0, (num_frames - 1) // chunk_frames) * chunk_frames
 
 
-def export_sherpa(
-    source: str | Path | ModelBundle,
-    output_dir: str | Path,
-    stream: StreamConfig | None = None,
-    int8: bool = False,
-    opset: int = DEFAULT_OPSET,
-) -> SherpaExport:
-    """Write sherpa-onnx's encoder/decoder/joiner graphs, `tokens.txt` and `sherpa-onnx.json`
-    for a checkpoint (path or loaded bundle), each encoder call taking `stream.chunk_ms` of
-    frames; `int8` adds `*.int8.onnx` (ONNX Runtime dynamic quantisation, as `rnnt.export`).
-
-    Raises `SherpaExportError` when the model is not one sherpa-onnx runs, or when an fp32
-    graph differs from PyTorch beyond `rnnt.parity.FP32_TOLERANCE`.
-    """
-    bundle = source if isinstance(source, ModelBundle) else load_bundle(source)
-    if reasons := unsupported(bundle):
-        raise SherpaExportError("sherpa-onnx cannot run this model: " + "; ".join(reasons))
-    model = bundle.model.eval()
-    features = bundle.features
-    frames = (
-        chunk_frames(stream or StreamConfig(), features, model.config.time_reduction) * features.stack_frames
-    )
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    result = SherpaExport(output_dir, frames)
-    metadata = _metadata(bundle, frames)
-    for name, (module, example, axes) in _graphs(model, features, frames).items():
-        path = output_dir / f"{GRAPH_FILES[name]}.onnx"
-        write_onnx(module, example, path, opset, INPUTS[name], OUTPUTS[name], axes)
-        set_metadata(path, metadata[name])
-        result.files.append(path)
-        if int8:
-            quantized = path.with_suffix(".int8.onnx")
-            quantize_int8(path, quantized)
-            set_metadata(quantized, metadata[name])
-            result.files.append(quantized)
-    tokens = "".join(f"{bundle.tokenizer.piece(i)} {i}\n" for i in range(bundle.tokenizer.vocab_size))
-    atomic.write_text(output_dir / TOKENS_FILE, tokens)
-    result.max_abs_diff = check_graphs(model, features, output_dir, frames)
-    failed = {name: diff for name, diff in result.max_abs_diff.items() if not diff <= FP32_TOLERANCE}
-    if failed:
-        worst = ", ".join(f"{name} by {diff:.2e}" for name, diff in failed.items())
-        raise SherpaExportError(
-            f"sherpa-onnx graphs differ from PyTorch: {worst} (tolerance {FP32_TOLERANCE:.0e})"
-        )
-    files = {"tokens": TOKENS_FILE} | {name: f"{file}.onnx" for name, file in GRAPH_FILES.items()}
-    options = files | recognizer_options(features)
-    atomic.write_text(output_dir / OPTIONS_FILE, json.dumps(options, indent=2) + "\n")
-    result.files += [output_dir / TOKENS_FILE, output_dir / OPTIONS_FILE]
-    return result
-
-
-def check_graphs(
-    model: Transducer, features: FeatureConfig, directory: Path, frames: int
-) -> dict[str, float]:
-    """Largest difference of each fp32 graph from PyTorch under ONNX Runtime: the encoder
-    over two chunks of synthetic speech (states carried), the decoder on contexts of three
-    streams, the joiner on the encoder's and decoder's outputs."""
+def chunk_frames_of(directory: str | Path) -> int:
+    """Feature frames a call of the export's encoder takes (its `T` metadata)."""
     from rnnt.runtimes.ort import import_onnxruntime
 
-    ort = import_onnxruntime()
-    session = {
-        name: ort.InferenceSession(str(directory / f"{file}.onnx")) for name, file in GRAPH_FILES.items()
-    }
-    seconds = max(PARITY_SECONDS, 2.5 * frames * features.hop_length / features.sample_rate)
-    unstacked = compute_features(synthetic_speech(features.sample_rate, seconds), features)
-    x = unstacked.reshape(1, -1, features.num_mel_bins)[:, : 2 * frames]
-    diffs = {}
-    with torch.inference_mode():
-        modules = {name: module for name, (module, _, _) in _graphs(model, features, frames).items()}
-        state = [s.numpy() for s in model.encoder.init_state(1)]
-        worst = 0.0
-        for chunk in (x[:, :frames], x[:, frames:]):
-            want = [
-                t.numpy() for t in modules["encoder"](torch.from_numpy(chunk), *map(torch.from_numpy, state))
-            ]
-            got = session["encoder"].run(None, {"x": chunk, "h": state[0], "c": state[1]})
-            worst = max(worst, *(float(np.abs(w - g).max()) for w, g in zip(want, got, strict=True)))
-            state = want[1:]
-        diffs["encoder"] = worst
-        context = model.config.predictor_context
-        y = np.arange(3 * context, dtype=np.int64).reshape(3, context) % model.config.vocab_size
-        y[0] = 0  # the start: blanks
-        decoder_out = modules["decoder"](torch.from_numpy(y)).numpy()
-        diffs["decoder"] = float(np.abs(decoder_out - session["decoder"].run(None, {"y": y})[0]).max())
-        encoder_out = want[0][0, : len(y)]
-        logit = modules["joiner"](torch.from_numpy(encoder_out), torch.from_numpy(decoder_out)).numpy()
-        feeds = {"encoder_out": encoder_out, "decoder_out": decoder_out}
-        diffs["joiner"] = float(np.abs(logit - session["joiner"].run(None, feeds)[0]).max())
-    return diffs
+    session = import_onnxruntime().InferenceSession(str(Path(directory) / graph_file("encoder")))
+    return int(session.get_modelmeta().custom_metadata_map["T"])
+
+
+def pieces_text(pieces: Sequence[str]) -> str:
+    return "".join(pieces).replace(WORD_START, " ").strip()
+
+
+@dataclass(frozen=True)
+class SherpaComparison:
+    """A test set decoded by sherpa-onnx and, given the checkpoint, by the toolkit."""
+
+    sherpa: ErrorRates
+    toolkit: ErrorRates | None  # None without a checkpoint
+    differing: int  # utterances whose tokens differ between the two (0 without a checkpoint)
+    seconds: float  # audio decoded, s
+    sherpa_s: float  # sherpa-onnx's wall time for it, s
+
+
+def compare_with_sherpa(
+    directory: str | Path,
+    eval_set: str | Path,
+    checkpoint: str | Path | None = None,
+    precision: str = "fp32",
+    num_threads: int = 1,
+) -> SherpaComparison:
+    """Corpus WER/CER of sherpa-onnx on `eval_set`, each utterance followed by a chunk of
+    silence; with `checkpoint`, the toolkit's greedy search with sherpa-onnx's settings over
+    the same frames (`decoded_frames`), and how many utterances' tokens differ."""
+    recognizer = open_recognizer(directory, precision, num_threads)
+    options = json.loads((Path(directory) / OPTIONS_FILE).read_text())
+    rate = int(options["sample_rate"])
+    chunk = chunk_frames_of(directory)
+    tail = (chunk + 1) * rate // 100  # sherpa-onnx's frames are 10 ms
+    utterances = read_corpus(eval_set)
+    audio = [np.concatenate([u.load(rate), np.zeros(tail, np.float32)]) for u in utterances]
+    start = time.perf_counter()
+    decoded = [transcribe(recognizer, samples, rate) for samples in audio]
+    sherpa_s = time.perf_counter() - start
+    references = [u.text for u in utterances]
+    sherpa = error_rates(references, [pieces_text(p) for p in decoded])
+    seconds = sum(len(samples) for samples in audio) / rate
+    if checkpoint is None:
+        return SherpaComparison(sherpa, None, 0, seconds, sherpa_s)
+    toolkit = toolkit_pieces(load_model(checkpoint, "torch"), audio, chunk)
+    differing = sum(a != b for a, b in zip(decoded, toolkit, strict=True))
+    rates = error_rates(references, [pieces_text(p) for p in toolkit])
+    return SherpaComparison(sherpa, rates, differing, seconds, sherpa_s)
+
+
+def toolkit_pieces(model: LoadedModel, audio: Sequence[np.ndarray], chunk: int) -> list[list[str]]:
+    """The toolkit's tokens for each utterance over the frames sherpa-onnx decodes of it."""
+    features = []
+    for samples in audio:
+        frames = decoded_frames(num_frames(len(samples), model.features), chunk)
+        features.append(compute_features(samples, model.features)[: frames // model.features.stack_frames])
+    pieces = []
+    for first in range(0, len(features), BATCH):
+        hyps = decode_features(model.runtime, features[first : first + BATCH], SHERPA_GREEDY)
+        pieces += [[model.tokenizer.piece(token) for token in hyp.tokens] for hyp in hyps]
+    return pieces

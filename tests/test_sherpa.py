@@ -3,7 +3,6 @@ the real sherpa-onnx package, its own features and greedy search, on real record
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,8 @@ from rnnt.model import Transducer
 from rnnt.parity import synthetic_speech
 from rnnt.runtimes import load_model
 from rnnt.runtimes.pytorch import TorchRuntime
-from rnnt.sherpa import OPTIONS_FILE, TOKENS_FILE, SherpaExportError, export_sherpa
+from rnnt.sherpa import TOKENS_FILE, decoded_frames, open_recognizer, transcribe
+from rnnt.sherpa_export import SherpaExportError, export_sherpa
 from rnnt.tokenizer import Tokenizer
 
 from .conftest import REAL_AUDIO, REPO, tiny_model_config
@@ -69,27 +69,13 @@ def recording(name: str) -> np.ndarray:
 
 
 def sherpa_tokens(directory: Path, samples: np.ndarray, precision: str = "fp32") -> list[str]:
-    options = json.loads((directory / OPTIONS_FILE).read_text())
-    for name in ("tokens", "encoder", "decoder", "joiner"):
-        file = options[name] if precision == "fp32" or name == "tokens" else f"{name}.{precision}.onnx"
-        options[name] = str(directory / file)
-    recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(num_threads=1, **options)
-    stream = recognizer.create_stream()
-    stream.accept_waveform(FEATURES.sample_rate, samples)
-    stream.input_finished()
-    while recognizer.is_ready(stream):
-        recognizer.decode_stream(stream)
-    return list(recognizer.get_result_all(stream).tokens)
+    return transcribe(open_recognizer(directory, precision), samples, FEATURES.sample_rate)
 
 
 def toolkit_tokens(bundle: ModelBundle, samples: np.ndarray, chunk: int) -> list[str]:
-    """The toolkit's greedy search over the frames sherpa-onnx decodes: whole chunks while
-    more than a chunk's frames are ready (`OnlineRecognizerTransducerImpl::IsReady`)."""
-    ready = num_frames(len(samples), FEATURES)
-    chunks = 0
-    while (chunks + 1) * chunk < ready:
-        chunks += 1
-    features = compute_features(samples, FEATURES)[: chunks * chunk // FEATURES.stack_frames]
+    """The toolkit's greedy search over the frames sherpa-onnx decodes."""
+    frames = decoded_frames(num_frames(len(samples), FEATURES), chunk)
+    features = compute_features(samples, FEATURES)[: frames // FEATURES.stack_frames]
     hyp = decode_features(TorchRuntime(bundle.model), [features], SHERPA_GREEDY)[0]
     return [bundle.tokenizer.piece(token) for token in hyp.tokens]
 
@@ -162,3 +148,19 @@ def test_script_exports_for_sherpa_or_says_why_not(tmp_path: Path) -> None:
     assert runs["lstm"].returncode == 1
     assert "error: sherpa-onnx cannot run this model" in runs["lstm"].stderr
     assert "Traceback" not in runs["lstm"].stderr
+
+
+def test_eval_tool_scores_sherpa_onnx_and_finds_no_difference(
+    checkpoint: Path, exported: Path, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "tools/eval_sherpa.py", f"--eval_set={tiny_corpus / 'test'}", *args]
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+
+    result = run(f"--export_dir={exported}", f"--checkpoint={checkpoint}")
+    assert result.returncode == 0, result.stderr
+    assert "sherpa-onnx fp32: WER" in result.stdout and "(4 utterances" in result.stdout
+    assert "transcripts differing: 0" in result.stdout
+    missing = run(f"--export_dir={tmp_path}")
+    assert missing.returncode == 1
+    assert "not a sherpa-onnx export" in missing.stderr and "Traceback" not in missing.stderr
