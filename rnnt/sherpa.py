@@ -102,9 +102,11 @@ def decoded_frames(num_frames: int, chunk_frames: int) -> int:
 
 def chunk_frames_of(directory: str | Path) -> int:
     """Feature frames a call of the export's encoder takes (its `T` metadata)."""
-    from rnnt.runtimes.ort import import_onnxruntime
+    from rnnt.runtimes.ort import cpu_session, import_onnxruntime, process_pool_threads
 
-    session = import_onnxruntime().InferenceSession(str(Path(directory) / graph_file("encoder")))
+    ort = import_onnxruntime()
+    process_pool_threads(ort, 0)
+    session = cpu_session(ort, Path(directory) / graph_file("encoder"))
     return int(session.get_modelmeta().custom_metadata_map["T"])
 
 

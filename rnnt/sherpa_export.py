@@ -228,10 +228,11 @@ def check_graphs(
     """Largest difference of each fp32 graph from PyTorch under ONNX Runtime: the encoder
     over two chunks of synthetic speech (states carried), the decoder on contexts of three
     streams, the joiner on the encoder's and decoder's outputs."""
-    from rnnt.runtimes.ort import import_onnxruntime
+    from rnnt.runtimes.ort import cpu_session, import_onnxruntime, process_pool_threads
 
     ort = import_onnxruntime()
-    session = {name: ort.InferenceSession(str(directory / graph_file(name))) for name in GRAPHS}
+    process_pool_threads(ort, 0)  # the process's one pool, which every session here must share
+    session = {name: cpu_session(ort, directory / graph_file(name)) for name in GRAPHS}
     seconds = max(PARITY_SECONDS, 2.5 * frames * features.hop_length / features.sample_rate)
     unstacked = compute_features(synthetic_speech(features.sample_rate, seconds), features)
     x = unstacked.reshape(1, -1, features.num_mel_bins)[:, : 2 * frames]
