@@ -28,6 +28,7 @@ from rnnt.scoring import ErrorRates, error_rates
 TOKENS_FILE = "tokens.txt"
 OPTIONS_FILE = "sherpa-onnx.json"
 GRAPHS = ("encoder", "decoder", "joiner")
+KALDI_FRAME_MS = (25.0, 10.0)  # window and shift of the fbank frames sherpa-onnx computes
 WORD_START = "\u2581"  # sentencepiece's word-start mark, a space in text
 # sherpa-onnx's greedy search: at most one token per encoder frame, <unk> allowed.
 SHERPA_GREEDY = DecodeConfig(max_symbols_per_frame=1, suppress_unk=False)
@@ -139,7 +140,7 @@ def compare_with_sherpa(
     options = json.loads((Path(directory) / OPTIONS_FILE).read_text())
     rate = int(options["sample_rate"])
     chunk = chunk_frames_of(directory)
-    tail = (chunk + 1) * rate // 100  # sherpa-onnx's frames are 10 ms
+    tail = round((chunk + 1) * KALDI_FRAME_MS[1] * rate / 1000)
     utterances = read_corpus(eval_set)
     audio = [np.concatenate([u.load(rate), np.zeros(tail, np.float32)]) for u in utterances]
     start = time.perf_counter()

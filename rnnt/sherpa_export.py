@@ -38,13 +38,19 @@ from rnnt.export import DEFAULT_OPSET, ExportError, quantize_int8, set_metadata,
 from rnnt.features import compute_features
 from rnnt.model import Transducer
 from rnnt.parity import FP32_TOLERANCE, PARITY_SECONDS, synthetic_speech
-from rnnt.sherpa import GRAPHS, OPTIONS_FILE, TOKENS_FILE, graph_file, recognizer_options
+from rnnt.sherpa import (
+    GRAPHS,
+    KALDI_FRAME_MS,
+    OPTIONS_FILE,
+    TOKENS_FILE,
+    graph_file,
+    recognizer_options,
+)
 from rnnt.state import LstmState
 from rnnt.streaming import chunk_frames
 
 INPUTS = {"encoder": ["x", "h", "c"], "decoder": ["y"], "joiner": ["encoder_out", "decoder_out"]}
 OUTPUTS = {"encoder": ["encoder_out", "new_h", "new_c"], "decoder": ["decoder_out"], "joiner": ["logit"]}
-KALDI_FRAME_MS = (25.0, 10.0)  # window and shift kaldi-native-fbank computes (sherpa-onnx fixes them)
 KALDI_PREEMPHASIS = 0.97
 TRACE_BATCH = 2
 
