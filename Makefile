@@ -9,6 +9,8 @@ DEMO_CORPUS := datasets/demo
 DEMO_MODEL := models/demo/model.pt
 DEMO_EXPORT := exports/demo
 DEMO_LM := logs/demo-lm.npz
+SHERPA_MODEL := models/demo-sherpa/model.pt
+SHERPA_EXPORT := exports/demo-sherpa
 HELD_OUT := $(DEMO_CORPUS)/test/7002/2002/7002-2002-0033.flac
 DEMO_RETRAIN_MINUTES ?= 12
 
@@ -45,12 +47,12 @@ corpus: setup
 	$(PY) tools/make_demo_corpus.py --output_dir=$(DEMO_CORPUS)
 
 demo: corpus
-	@echo "== 1/5 retrain briefly from flagfiles/demo.txt to show the learning curve ($(DEMO_RETRAIN_MINUTES) min)"
+	@echo "== 1/6 retrain briefly from flagfiles/demo.txt to show the learning curve ($(DEMO_RETRAIN_MINUTES) min)"
 	rm -rf logs/demo-retrain
 	.venv/bin/torchrun --nproc_per_node=2 train.py --flagfile=flagfiles/demo.txt --name=demo-retrain \
 		--max_minutes=$(DEMO_RETRAIN_MINUTES) --eval_every=100 --dev_max_utterances=60
 	$(PY) tools/learning_curve.py --run_dir=logs/demo-retrain
-	@echo "== 2/5 evaluate the shipped demo model ($(DEMO_MODEL)) on unseen sentences and voices"
+	@echo "== 2/6 evaluate the shipped demo model ($(DEMO_MODEL)) on unseen sentences and voices"
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/dev
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --per_speaker
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --beam_size=4
@@ -60,15 +62,20 @@ demo: corpus
 		--lm=$(DEMO_LM)
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --beam_size=8 \
 		--lm=$(DEMO_LM) --ctc_rescore_weight=0.2
-	@echo "== 3/5 export to ONNX and OpenVINO (fp32 + int8), checked against PyTorch"
+	@echo "== 3/6 export to ONNX and OpenVINO (fp32 + int8), checked against PyTorch"
 	$(PY) export_onnx.py --checkpoint=$(DEMO_MODEL) --output_dir=$(DEMO_EXPORT) --int8
-	@echo "== 4/5 stream-caption a held-out recording with ONNX Runtime"
+	@echo "== 4/6 stream-caption a held-out recording with ONNX Runtime"
 	$(PY) stream.py --model=$(DEMO_EXPORT) --backend=onnx --input=$(HELD_OUT) --chunk_ms=600
 	$(PY) stream.py --model=$(DEMO_EXPORT) --backend=onnx --input=$(HELD_OUT) --format=srt --output=logs/held-out.srt
 	cat logs/held-out.srt
-	@echo "== 5/5 benchmark PyTorch vs ONNX Runtime vs OpenVINO on the demo test set"
+	@echo "== 5/6 benchmark PyTorch vs ONNX Runtime vs OpenVINO on the demo test set"
 	$(PY) tools/benchmark.py --checkpoint=$(DEMO_MODEL) --export_dir=$(DEMO_EXPORT) \
 		--manifest=$(DEMO_CORPUS)/test --max_utterances=300 --output=logs/demo-benchmark.json
+	@echo "== 6/6 sherpa-onnx: export the stateless demo model for it, decode the test set with sherpa-onnx"
+	$(PY) export_onnx.py --format=sherpa-onnx --checkpoint=$(SHERPA_MODEL) --output_dir=$(SHERPA_EXPORT) --int8
+	$(PY) tools/eval_sherpa.py --export_dir=$(SHERPA_EXPORT) --eval_set=$(DEMO_CORPUS)/test \
+		--checkpoint=$(SHERPA_MODEL)
+	$(PY) tools/eval_sherpa.py --export_dir=$(SHERPA_EXPORT) --eval_set=$(DEMO_CORPUS)/test --precision=int8
 
 clean:
 	rm -rf $(STAMPS) logs exports

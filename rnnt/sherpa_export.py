@@ -195,7 +195,7 @@ def export_sherpa(
     bundle = source if isinstance(source, ModelBundle) else load_bundle(source)
     if reasons := unsupported(bundle):
         raise SherpaExportError("sherpa-onnx cannot run this model: " + "; ".join(reasons))
-    model = bundle.model.eval()
+    model = bundle.model
     features = bundle.features
     frames = (
         chunk_frames(stream or StreamConfig(), features, model.config.time_reduction) * features.stack_frames
@@ -244,7 +244,9 @@ def check_graphs(
     x = unstacked.reshape(1, -1, features.num_mel_bins)[:, : 2 * frames]
     diffs = {}
     with torch.inference_mode():
-        modules = {name: module for name, (module, _, _) in _graphs(model, features, frames).items()}
+        # Fresh wrappers in eval mode: torch.onnx.export leaves each module it exported (and so
+        # the model inside) in the wrappers' default training mode, dropout on.
+        modules = {name: module.eval() for name, (module, _, _) in _graphs(model, features, frames).items()}
         state = [s.numpy() for s in model.encoder.init_state(1)]
         worst = 0.0
         for chunk in (x[:, :frames], x[:, frames:]):

@@ -50,7 +50,14 @@ def tiny_bundle_checkpoint(path: Path, **changes: object) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("sherpa")
-    return tiny_bundle_checkpoint(directory / "model.pt", predictor="stateless", predictor_context=3)
+    # Dropout as a trained model has it: export and checks must run it in eval mode.
+    return tiny_bundle_checkpoint(
+        directory / "model.pt",
+        predictor="stateless",
+        predictor_context=3,
+        encoder_dropout=0.1,
+        predictor_dropout=0.2,
+    )
 
 
 @pytest.fixture(scope="module")
