@@ -84,11 +84,11 @@ def open_recognizer(directory: str | Path, precision: str = "fp32", num_threads:
     return sherpa_onnx.OnlineRecognizer.from_transducer(num_threads=num_threads, **options)
 
 
-def transcribe(recognizer: Any, samples: np.ndarray, sample_rate: int, tail_samples: int = 0) -> list[str]:
-    """The tokens sherpa-onnx decodes from mono `samples`, followed by `tail_samples` of silence
-    (it decodes only whole chunks: a chunk of silence lets it reach the end of the speech)."""
+def transcribe(recognizer: Any, samples: np.ndarray, sample_rate: int) -> list[str]:
+    """The tokens sherpa-onnx decodes from mono `samples`: whole chunks only (`decoded_frames`),
+    so a caller who wants the end of the speech appends silence (`compare_with_sherpa`)."""
     stream = recognizer.create_stream()
-    stream.accept_waveform(sample_rate, np.concatenate([samples, np.zeros(tail_samples, np.float32)]))
+    stream.accept_waveform(sample_rate, samples)
     stream.input_finished()
     while recognizer.is_ready(stream):
         recognizer.decode_stream(stream)
