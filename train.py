@@ -22,9 +22,10 @@ from rnnt.config import RunConfig, model_config_for_summary
 from rnnt.corpus import read_corpus
 from rnnt.distributed import Distributed
 from rnnt.evaluation import evaluate, rates_by_speaker, write_transcripts
-from rnnt.flags import decode_config_from_flags, lm_from_flags, run_config_from_flags, write_flagfile
+from rnnt.flags import decode_config_from_flags, fusion_from_flags, run_config_from_flags, write_flagfile
 from rnnt.model import Transducer, count_parameters
 from rnnt.runtimes.pytorch import TorchRuntime
+from rnnt.scoring import phrase_recall
 from rnnt.training import train_run
 
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "resume", "eval", "summary"], "what to do")
@@ -61,16 +62,25 @@ def run_eval(config: RunConfig) -> None:
         raise ValueError("--mode=eval needs --eval_set=PATH (or --test_manifest)")
     utterances = [u for u in read_corpus(corpus) if u.text]
     runtime = TorchRuntime(bundle.model)
-    lm = lm_from_flags(bundle.tokenizer)
-    result = evaluate(
-        runtime, bundle.features, bundle.tokenizer, utterances, decode_config_from_flags(), lm=lm
-    )
+    decode = decode_config_from_flags()
+    fusion = fusion_from_flags(bundle.tokenizer, decode)
+    result = evaluate(runtime, bundle.features, bundle.tokenizer, utterances, decode, fusion=fusion)
     rates = result.rates
     unreadable = f", {result.unreadable} unreadable scored as empty" if result.unreadable else ""
     print(
         f"{corpus}: WER {100 * rates.wer:.2f}% CER {100 * rates.cer:.2f}% "
         f"({rates.num_utterances} utterances, {rates.num_words} words{unreadable}; {rates.breakdown()})"
     )
+    if fusion.hotwords is not None:
+        found = phrase_recall(
+            [t.reference for t in result.transcripts],
+            [t.hypothesis for t in result.transcripts],
+            [phrase.text for phrase in fusion.hotwords.phrases],
+        )
+        print(
+            f"hotwords: {found.found} of {found.total} occurrences in the references recognised, "
+            f"{found.false_alarms} more in the hypotheses"
+        )
     if _PER_SPEAKER.value:
         for speaker, speaker_rates in rates_by_speaker(result.transcripts).items():
             print(

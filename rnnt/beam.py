@@ -1,4 +1,4 @@
-"""Batched modified beam search over any runtime, with optional LM shallow fusion.
+"""Batched modified beam search over any runtime, with optional LM fusion and hotwords.
 
 Resumable as `rnnt.decoding.search` is: pass back the beams a call returned. Shapes: S
 streams, T' encoder frames, J joint width, V vocab, N hypotheses.
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnt.config import BLANK_ID, DecodeConfig
+from rnnt.fusion import NO_FUSION, Fusion, add_fusion, advance_fusion
 from rnnt.hypothesis import Hypothesis, Runtime, advance_frame, copy_hypothesis, extend, joint_log_probs
-from rnnt.lm import NgramLm
 
 
 def beam_search(
@@ -22,7 +22,7 @@ def beam_search(
     lengths: Sequence[int],
     beams: Sequence[Sequence[Hypothesis]],
     config: DecodeConfig,
-    lm: NgramLm | None = None,
+    fusion: Fusion = NO_FUSION,
 ) -> list[list[Hypothesis]]:
     """Batched beam search, up to `config.max_symbols_per_frame` tokens per frame.
 
@@ -51,11 +51,12 @@ def beam_search(
             if not streams:
                 break
             log_probs = _beam_log_probs(
-                runtime, encoder_out[streams, t], [live[b] for b in streams], config, lm
+                runtime, encoder_out[streams, t], [live[b] for b in streams], config, fusion
             )
             extensions: list[tuple[Hypothesis, int]] = []
             for b, logp in zip(streams, log_probs, strict=True):
-                survivors = _beam_round(live[b], logp, config.beam_size, finished[b], symbol == last_round)
+                last = symbol == last_round
+                survivors = _beam_round(live[b], logp, config.beam_size, finished[b], last, fusion)
                 live[b] = [hyp for hyp, _ in survivors]  # their tokens are appended by `extend`
                 extensions += survivors
             extend(runtime, [hyp for hyp, _ in extensions], [token for _, token in extensions])
@@ -95,24 +96,15 @@ def _beam_log_probs(
     frames: np.ndarray,
     beams: Sequence[Sequence[Hypothesis]],
     config: DecodeConfig,
-    lm: NgramLm | None,
+    fusion: Fusion,
 ) -> list[np.ndarray]:
-    """One frame (S, J) of S streams -> each stream's (N, V) log-probs, in one `join`.
-
-    With `lm`, shallow fusion: each token's log-prob gains `lm_weight` times the LM's given
-    the hypothesis's tokens, plus `lm_token_bonus` (which offsets the LM's cost per token,
-    without which the fused search prefers deletions); blank's is the transducer's alone.
-    """
+    """One frame (S, J) of S streams -> each stream's (N, V) scores, in one `join`: the
+    transducer's log-probs plus the LM's and the hotwords' (`rnnt.fusion`)."""
     hyps = [hyp for beam in beams for hyp in beam]
     sizes = [len(beam) for beam in beams]
     pred = np.stack([hyp.predictor_out for hyp in hyps])
     logp = joint_log_probs(runtime, np.repeat(frames, sizes, axis=0), pred, config)
-    if lm is not None:
-        fused = (
-            config.lm_weight * np.stack([lm.log_probs(hyp.tokens) for hyp in hyps]) + config.lm_token_bonus
-        )
-        fused[:, BLANK_ID] = 0.0
-        logp += fused
+    add_fusion(logp, hyps, fusion, config)
     return np.split(logp, np.cumsum(sizes)[:-1])
 
 
@@ -122,6 +114,7 @@ def _beam_round(
     beam_size: int,
     finished: dict[tuple[int, ...], _Finished],
     last: bool,
+    fusion: Fusion,
 ) -> list[tuple[Hypothesis, int]]:
     """One round of one stream's frame; `logp` (N, V) scores it for each live hypothesis.
 
@@ -142,6 +135,7 @@ def _beam_round(
             break
         row, token = divmod(int(index), logp.shape[1])
         hyp = _rescored(live[row], float(flat[index]))
+        advance_fusion(hyp, token, fusion)
         if last:
             _finish(finished, hyp, token)
         else:

@@ -204,6 +204,10 @@ class DecodeConfig:
     lm_token_bonus: float = described(
         0.75, "with --lm: added to each token's log-probability (offsets the LM's cost)"
     )
+    # Contextual biasing (--hotwords), beam search only; 1.5 is icefall's and sherpa-onnx's default.
+    hotwords_score: float = described(
+        1.5, "with --hotwords: earned by each token of a listed phrase (a file's `phrase :score` overrides)"
+    )
     # A second pass over each utterance's (or caption segment's) final beam, for models trained
     # with a CTC head (`rnnt.rescoring`); 0.2 was the best on the demo dev set (README).
     ctc_rescore_weight: float = described(

@@ -16,6 +16,7 @@ import numpy as np
 
 from rnnt.beam import beam_search
 from rnnt.config import BLANK_ID, DecodeConfig
+from rnnt.fusion import NO_FUSION, Fusion, check_fusion, close_beam
 from rnnt.hypothesis import (
     Hypothesis,
     Runtime,
@@ -26,7 +27,6 @@ from rnnt.hypothesis import (
     joint_logits,
     log_softmax,
 )
-from rnnt.lm import NgramLm
 from rnnt.rescoring import check_rescoring, encode_chunk, rescore_beam
 
 GREEDY_LOOKAHEAD = 16  # encoder frames one greedy `join` scores ahead of the search
@@ -100,7 +100,7 @@ def _lookahead_rows(
 
 
 def decode_features(
-    runtime: Runtime, features: Sequence[np.ndarray], config: DecodeConfig, lm: NgramLm | None = None
+    runtime: Runtime, features: Sequence[np.ndarray], config: DecodeConfig, fusion: Fusion = NO_FUSION
 ) -> list[Hypothesis]:
     """Offline search over whole utterances' features (each (T, D)), batched; the best each.
 
@@ -112,7 +112,8 @@ def decode_features(
     state = runtime.init_encoder_state(len(features))
     encoder_out, ctc_log_probs, _ = encode_chunk(runtime, padded, state, config.ctc_rescore_weight > 0)
     start = [initial_hypothesis(runtime)]
-    beams = search(runtime, encoder_out, lengths, [start] * len(features), config, lm)
+    found = search(runtime, encoder_out, lengths, [start] * len(features), config, fusion)
+    beams = [close_beam(beam, fusion) for beam in found]
     if ctc_log_probs is None:
         return [beam[0] for beam in beams]
     return [
@@ -143,20 +144,19 @@ def search(
     lengths: Sequence[int],
     beams: Sequence[Sequence[Hypothesis]],
     config: DecodeConfig,
-    lm: NgramLm | None = None,
+    fusion: Fusion = NO_FUSION,
 ) -> list[list[Hypothesis]]:
     """Continue each stream's beam over its next frames: greedy for beam_size 1, else beam.
 
     Greedy search continues the best hypothesis of each beam and returns one-element beams.
-    An `lm` is fused into beam search (`_beam_log_probs`); greedy search takes none.
+    A `fusion` (LM, hotwords) needs beam search.
     """
     if config.beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {config.beam_size}")
     if config.max_symbols_per_frame < 1:
         raise ValueError(f"max_symbols_per_frame must be at least 1, got {config.max_symbols_per_frame}")
-    if lm is not None and config.beam_size == 1:
-        raise ValueError("an LM needs beam search: set --beam_size above 1")
+    check_fusion(fusion, config)
     if config.beam_size > 1:
-        return beam_search(runtime, encoder_out, lengths, beams, config, lm)
+        return beam_search(runtime, encoder_out, lengths, beams, config, fusion)
     best = greedy_search(runtime, encoder_out, lengths, [beam[0] for beam in beams], config)
     return [[hyp] for hyp in best]

@@ -18,8 +18,8 @@ from rnnt.config import DecodeConfig, FeatureConfig
 from rnnt.corpus import DataError, Utterance
 from rnnt.decoding import decode_features
 from rnnt.features import compute_features
+from rnnt.fusion import NO_FUSION, Fusion
 from rnnt.hypothesis import Runtime
-from rnnt.lm import NgramLm
 from rnnt.scoring import ErrorRates, error_rates
 from rnnt.tokenizer import Tokenizer
 
@@ -45,13 +45,13 @@ def transcribe_features(
     tokenizer: Tokenizer,
     features: Sequence[np.ndarray],
     config: DecodeConfig,
-    lm: NgramLm | None = None,
+    fusion: Fusion = NO_FUSION,
 ) -> list[str]:
     """Texts for whole utterances' features (each (T, D)); empty inputs give ''."""
     usable = [i for i, f in enumerate(features) if len(f) >= runtime.time_reduction]
     texts = [""] * len(features)
     if usable:
-        hyps = decode_features(runtime, [features[i] for i in usable], config, lm)
+        hyps = decode_features(runtime, [features[i] for i in usable], config, fusion)
         for i, hyp in zip(usable, hyps, strict=True):
             texts[i] = tokenizer.decode(hyp.tokens)
     return texts
@@ -64,7 +64,7 @@ def evaluate(
     utterances: Sequence[Utterance],
     decode_config: DecodeConfig,
     batch_size: int = 32,
-    lm: NgramLm | None = None,
+    fusion: Fusion = NO_FUSION,
 ) -> EvalResult:
     """Decode `utterances` in duration-sorted batches and score them at corpus level.
 
@@ -81,7 +81,7 @@ def evaluate(
         unreadable += sum(f is None for f in loaded)
         empty = np.zeros((0, feature_config.feature_dim), np.float32)
         features = [empty if f is None else f for f in loaded]
-        texts = transcribe_features(runtime, tokenizer, features, decode_config, lm)
+        texts = transcribe_features(runtime, tokenizer, features, decode_config, fusion)
         transcripts += [Transcript(u.id, u.text, t) for u, t in zip(batch, texts, strict=True)]
     if ordered and unreadable == len(ordered):
         raise DataError(

@@ -29,6 +29,8 @@ from rnnt.config import (
     replace,
 )
 from rnnt.config_flags import config_from_holders, define_config_flags
+from rnnt.fusion import Fusion
+from rnnt.hotwords import load_hotwords
 from rnnt.lm import NgramLm, tokenizer_fingerprint
 from rnnt.runtimes import BACKENDS, LoadedModel, load_model
 from rnnt.tokenizer import Tokenizer
@@ -37,6 +39,11 @@ FLAGS = flags.FLAGS
 C = TypeVar("C")
 
 LM = flags.DEFINE_string("lm", "", "token n-gram LM (tools/train_lm.py) fused into beam search; empty: none")
+HOTWORDS = flags.DEFINE_string(
+    "hotwords",
+    "",
+    "file of phrases beam search favours, one per line (`phrase` or `phrase :score`); empty: none",
+)
 
 CONFIG_FLAGS: dict[type, dict[str, flags.FlagHolder[Any]]] = {
     cls: define_config_flags(cls) for cls in ALL_CONFIGS
@@ -79,14 +86,21 @@ def lm_from_flags(tokenizer: Tokenizer) -> NgramLm | None:
     return NgramLm.load(LM.value, tokenizer_fingerprint(tokenizer.model_proto))
 
 
+def fusion_from_flags(tokenizer: Tokenizer, decode: DecodeConfig) -> Fusion:
+    """The --lm and --hotwords, for the model's tokenizer."""
+    hotwords = load_hotwords(HOTWORDS.value, tokenizer, decode.hotwords_score) if HOTWORDS.value else None
+    return Fusion(lm_from_flags(tokenizer), hotwords)
+
+
 def stream_config_from_flags() -> StreamConfig:
     return config_from_flags(StreamConfig)
 
 
-def live_configs_from_flags(model: LoadedModel) -> tuple[StreamConfig, DecodeConfig, NgramLm | None]:
+def live_configs_from_flags(model: LoadedModel) -> tuple[StreamConfig, DecodeConfig, Fusion]:
     """What a `StreamingRecognizer` of `model` takes besides it: the stream config, the
-    decode config (the model's own, overridden by flags) and the --lm."""
-    return stream_config_from_flags(), decode_config_from_flags(model.decode), lm_from_flags(model.tokenizer)
+    decode config (the model's own, overridden by flags) and the --lm and --hotwords."""
+    decode = decode_config_from_flags(model.decode)
+    return stream_config_from_flags(), decode, fusion_from_flags(model.tokenizer, decode)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ class Hypothesis:
     predictor_state: LstmState  # (layers, 1, H) after the last token
     num_frames: int = 0  # encoder frames consumed so far
     trailing_blanks: int = field(default=0)  # encoder frames since the last token
+    hotword_state: int = 0  # where its tokens stand among the hotword phrases (`rnnt.hotwords`)
 
 
 def initial_hypothesis(runtime: Runtime) -> Hypothesis:
@@ -105,6 +106,7 @@ def copy_hypothesis(hyp: Hypothesis) -> Hypothesis:
         hyp.predictor_state,
         hyp.num_frames,
         hyp.trailing_blanks,
+        hyp.hotword_state,
     )
 
 

@@ -42,3 +42,41 @@ def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> ErrorRa
     return ErrorRates(
         words.wer, chars.cer, len(refs), num_words, words.substitutions, words.deletions, words.insertions
     )
+
+
+@dataclass(frozen=True)
+class PhraseRecall:
+    found: int  # reference occurrences of the phrases that the hypotheses also hold
+    total: int  # occurrences of the phrases in the references
+    false_alarms: int  # occurrences in the hypotheses beyond their references'
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.total if self.total else 0.0
+
+
+def phrase_recall(
+    references: Sequence[str], hypotheses: Sequence[str], phrases: Sequence[str]
+) -> PhraseRecall:
+    """How many of the phrases' occurrences (whole words) in each reference its hypothesis
+    holds too, up to as many as the reference has (the recall of a hotwords list), and how
+    many more the hypotheses hold (its false alarms)."""
+    found = total = false_alarms = 0
+    for reference, hypothesis in zip(references, hypotheses, strict=True):
+        ref, hyp = f" {normalize(reference)} ", f" {normalize(hypothesis)} "
+        for phrase in phrases:
+            needle = f" {normalize(phrase)} "
+            in_ref, in_hyp = _occurrences(ref, needle), _occurrences(hyp, needle)
+            total += in_ref
+            found += min(in_ref, in_hyp)
+            false_alarms += max(0, in_hyp - in_ref)
+    return PhraseRecall(found, total, false_alarms)
+
+
+def _occurrences(text: str, needle: str) -> int:
+    """Occurrences of `needle` (a phrase padded by spaces) in `text` (also padded), overlapping."""
+    count, start = 0, text.find(needle)
+    while start >= 0:
+        count += 1
+        start = text.find(needle, start + 1)
+    return count

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rnnt.config import DecodeConfig, StreamConfig
-from rnnt.lm import NgramLm
+from rnnt.fusion import NO_FUSION, Fusion
 from rnnt.runtimes import LoadedModel
 from rnnt.streaming import FINAL, CaptionEvent, StreamingRecognizer, decode_chunks
 
@@ -72,13 +72,13 @@ class CaptionServer:
         model: LoadedModel,
         stream: StreamConfig,
         decode: DecodeConfig,
-        lm: NgramLm | None = None,
+        fusion: Fusion = NO_FUSION,
         max_streams: int = 16,
     ):
         self.model = model
         self.stream = stream
         self.decode = decode
-        self.lm = lm
+        self.fusion = fusion
         self.max_streams = max_streams
         self.sessions: list[Session] = []
         self.stats = ServerStats()
@@ -91,7 +91,7 @@ class CaptionServer:
         if len(self.sessions) >= self.max_streams:
             await websocket.close(BUSY_CODE, f"server full ({self.max_streams} streams)")
             return
-        session = Session(StreamingRecognizer(self.model, self.stream, self.decode, self.lm))
+        session = Session(StreamingRecognizer(self.model, self.stream, self.decode, self.fusion))
         self.sessions.append(session)
         sender = asyncio.create_task(self._send(websocket, session))
         rate = self.model.features.sample_rate

@@ -39,8 +39,8 @@ import numpy as np
 from rnnt.config import DecodeConfig, FeatureConfig, StreamConfig
 from rnnt.decoding import search
 from rnnt.features import StreamingFeatures
+from rnnt.fusion import NO_FUSION, Fusion, check_fusion, close_beam
 from rnnt.hypothesis import Hypothesis, initial_hypothesis
-from rnnt.lm import NgramLm
 from rnnt.rescoring import check_rescoring, encode_chunk, rescore_beam
 from rnnt.runtimes import LoadedModel
 from rnnt.state import select_state, stack_states
@@ -147,14 +147,16 @@ class StreamingRecognizer:
         model: LoadedModel,
         config: StreamConfig,
         decode: DecodeConfig | None = None,
-        lm: NgramLm | None = None,
+        fusion: Fusion = NO_FUSION,
     ):
         self.model = model
         self.config = config
         self.runtime = model.runtime
         self.decode = model.decode if decode is None else decode
-        self.lm = lm  # fused into beam search; a segment's LM context starts afresh at its endpoint
+        # LM and hotwords, fused into beam search; a segment's context starts afresh at its endpoint
+        self.fusion = fusion
         check_rescoring(self.runtime, self.decode)
+        check_fusion(fusion, self.decode)
         self.rescoring = self.decode.ctc_rescore_weight > 0
         reduction = self.runtime.time_reduction
         self.chunk_frames = chunk_frames(config, model.features, reduction)
@@ -226,6 +228,7 @@ class StreamingRecognizer:
 
     def _close_segment(self) -> list[CaptionEvent]:
         """The final event (if there is text), then a new segment from here."""
+        self.beam = close_beam(self.beam, self.fusion)
         if self._segment_ctc:
             frames = np.concatenate(self._segment_ctc)
             self.beam = rescore_beam(self.beam, frames, self.decode.ctc_rescore_weight)
@@ -259,7 +262,7 @@ def decode_chunks(
 
     The streams must share one runtime and chunk size. Each round stacks the encoder
     states of the streams with a whole chunk buffered and runs the encoder once for all;
-    then streams with the same decode config and LM share search calls (`search_streams`),
+    then streams with the same decode config and fusion share search calls (`search_streams`),
     unless `share_search` is off (for benchmarks).
     """
     if len({id(r.runtime) for r in recognizers}) > 1 or len({r.chunk_frames for r in recognizers}) > 1:
@@ -290,10 +293,11 @@ def decode_chunks(
 
 
 def _search_groups(recognizers: Sequence[StreamingRecognizer]) -> list[list[int]]:
-    """Indices of the recognisers that can share search calls: the same decode config and LM."""
+    """Indices of the recognisers that can share search calls: the same decode config and
+    fusion (LM and hotwords)."""
     groups: dict[tuple[DecodeConfig, int], list[int]] = {}
     for i, recognizer in enumerate(recognizers):
-        groups.setdefault((recognizer.decode, id(recognizer.lm)), []).append(i)
+        groups.setdefault((recognizer.decode, id(recognizer.fusion)), []).append(i)
     return list(groups.values())
 
 
@@ -306,7 +310,7 @@ def search_streams(
 
     One `search` call serves every stream with frames left, up to each one's next possible
     endpoint (`frames_to_endpoint`), so the streams share joint and predictor calls. The
-    recognisers must share a runtime, decode config and LM. `ctc_log_probs[i]` (T'_i, V):
+    recognisers must share a runtime, decode config and fusion. `ctc_log_probs[i]` (T'_i, V):
     stream i's CTC log-probabilities, with rescoring.
     """
     first = recognizers[0]
@@ -324,7 +328,7 @@ def search_streams(
         for row, i in enumerate(active):
             frames[row, : lengths[row]] = encoder_outs[i][start[i] : stop[i]]
         beams = search(
-            first.runtime, frames, lengths, [recognizers[i].beam for i in active], first.decode, first.lm
+            first.runtime, frames, lengths, [recognizers[i].beam for i in active], first.decode, first.fusion
         )
         for i, beam in zip(active, beams, strict=True):
             recognizer = recognizers[i]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnnt.checkpoint import atomic_save, make_checkpoint
 from rnnt.config import (
     AugmentConfig,
     DataConfig,
@@ -19,9 +20,13 @@ from rnnt.config import (
     TokenizerConfig,
     TrainConfig,
 )
+from rnnt.corpus import read_librispeech
+from rnnt.model import Transducer
+from rnnt.tokenizer import Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_AUDIO = REPO.parent / "shared" / "real"
+DEMO_MODEL = REPO / "models" / "demo" / "model.pt"  # the shipped demo model
 # The recordings live beside the checkout (shared/real), not in it: a clone elsewhere skips these.
 needs_real_audio = pytest.mark.skipif(not REAL_AUDIO.is_dir(), reason=f"{REAL_AUDIO} not present")
 
@@ -57,6 +62,51 @@ TINY_MODEL = {
     "predictor_output": 12,
     "joint_dim": 16,
 }
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
+    """A tiny random model whose char tokenizer covers the tiny corpus."""
+    texts = [u.text for u in read_librispeech(tiny_corpus / "train")]
+    tokenizer = Tokenizer.train(texts, TokenizerConfig(tokenizer_kind="char"))
+    config = tiny_model_config(vocab_size=tokenizer.vocab_size, input_dim=FeatureConfig().feature_dim)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-model") / "model.pt"
+    configs = {"feature": FeatureConfig(), "model": config, "decode": DecodeConfig()}
+    atomic_save(make_checkpoint(Transducer(config), tokenizer, configs), path)
+    return path
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    """A top-level script of the repository run with `args`, its output captured."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def eval_command(checkpoint: Path, corpus: Path) -> list[str]:
+    """train.py --mode=eval of `checkpoint` on the tiny corpus's dev set."""
+    return ["train.py", "--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={corpus / 'dev'}"]
+
+
+def run_beam_scripts(checkpoint: Path, corpus: Path, *flags: str) -> str:
+    """train.py --mode=eval on the dev set and stream.py on its first utterance, with beam
+    search and `flags`; asserts both succeed and returns the evaluation's output."""
+    evaluation = run_script(*eval_command(checkpoint, corpus), "--beam_size=2", *flags)
+    assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+    audio = read_librispeech(corpus / "dev")[0].audio
+    stream = run_script("stream.py", f"--model={checkpoint}", f"--input={audio}", "--beam_size=2", *flags)
+    assert stream.returncode == 0, stream.stderr[-2000:]
+    return evaluation.stdout
+
+
+def assert_eval_refuses(checkpoint: Path, corpus: Path, cases: list[tuple[list[str], str]]) -> None:
+    """Each (flags, message): the evaluation exits non-zero with `message`, no traceback."""
+    for flags, message in cases:
+        result = run_script(*eval_command(checkpoint, corpus), *flags)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr, result.stderr
+        assert message in result.stderr, result.stderr
 
 
 def tiny_model_config(**changes: object) -> ModelConfig:

@@ -285,6 +285,8 @@ import sys
 import numpy as np
 from rnnt.features import compute_features
 from rnnt.decoding import decode_features
+from rnnt.fusion import Fusion
+from rnnt.hotwords import Hotwords, Phrase
 from rnnt.lm import NgramLm
 from rnnt.runtimes import load_model
 samples = np.random.default_rng(0).uniform(-0.1, 0.1, 16000).astype(np.float32)
@@ -294,7 +296,8 @@ for backend, precision in (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp3
     decode_features(loaded.runtime, features, loaded.decode)
     lm = NgramLm.train([[2, 3], [3]], loaded.tokenizer.vocab_size, "any", order=2)
     decode = dataclasses.replace(loaded.decode, beam_size=2, ctc_rescore_weight=0.2)
-    decode_features(loaded.runtime, features, decode, lm)
+    hotwords = Hotwords([Phrase((2, 3), 1.5)], loaded.tokenizer.vocab_size)
+    decode_features(loaded.runtime, features, decode, Fusion(lm, hotwords))
     assert "torch" not in sys.modules, backend + " imported torch"
 """
 

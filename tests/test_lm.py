@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from rnnt.beam import beam_search
-from rnnt.checkpoint import atomic_save, make_checkpoint
-from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, TokenizerConfig
+from rnnt.config import BLANK_ID, DecodeConfig
 from rnnt.corpus import DataError, read_librispeech, read_sentences
 from rnnt.decoding import search
+from rnnt.fusion import Fusion
 from rnnt.hypothesis import initial_hypothesis
 from rnnt.lm import LmError, NgramLm
-from rnnt.model import Transducer
-from rnnt.tokenizer import Tokenizer
 
-from .conftest import REPO, tiny_model_config
+from .conftest import assert_eval_refuses, run_beam_scripts, run_script
 from .test_beam import EXHAUSTIVE_BEAM, SMALL_VOCAB, brute_force, encode, small_runtime
 from .test_decoding import random_features
 
@@ -148,7 +143,7 @@ def test_fused_exhaustive_beam_finds_the_best_fused_score(seed: int, weight: flo
         lm_weight=weight,
         lm_token_bonus=bonus,
     )
-    (beam,) = beam_search(runtime, encoder_out, [frames], [[initial_hypothesis(runtime)]], config, lm)
+    (beam,) = beam_search(runtime, encoder_out, [frames], [[initial_hypothesis(runtime)]], config, Fusion(lm))
     assert len(beam) == len(fused)
     for hyp in beam:
         assert hyp.score == pytest.approx(fused[tuple(hyp.tokens)], abs=1e-4)
@@ -164,11 +159,11 @@ def test_fused_search_resumes_exactly(pieces: list[int]) -> None:
     encoder_out = encode(runtime, features)
     lm = lm_of([[3, 3, 2], [3, 2], [2, 2, 2]], order=3, vocab_size=SMALL_VOCAB)
     config = DecodeConfig(beam_size=3, max_symbols_per_frame=2, lm_weight=0.8, lm_token_bonus=0.2)
-    (whole,) = search(runtime, encoder_out, [12], [[initial_hypothesis(runtime)]], config, lm)
+    (whole,) = search(runtime, encoder_out, [12], [[initial_hypothesis(runtime)]], config, Fusion(lm))
     beam = [initial_hypothesis(runtime)]
     bounds = np.cumsum([0, *pieces, 12 - sum(pieces)]).tolist()
     for start, stop in itertools.pairwise(bounds):
-        (beam,) = search(runtime, encoder_out[:, start:stop], [stop - start], [beam], config, lm)
+        (beam,) = search(runtime, encoder_out[:, start:stop], [stop - start], [beam], config, Fusion(lm))
     assert [h.tokens for h in beam] == [h.tokens for h in whole]
     assert [h.score for h in beam] == pytest.approx([h.score for h in whole], abs=1e-5)
     plain_config = DecodeConfig(beam_size=3, max_symbols_per_frame=2)
@@ -176,37 +171,9 @@ def test_fused_search_resumes_exactly(pieces: list[int]) -> None:
     assert plain[0].score != pytest.approx(whole[0].score, abs=1e-3)  # the LM took part
 
 
-def test_an_lm_needs_beam_search() -> None:
-    runtime = small_runtime(0)
-    lm = lm_of([[2, 3]], order=2, vocab_size=SMALL_VOCAB)
-    with pytest.raises(ValueError, match="an LM needs beam search"):
-        search(
-            runtime, np.zeros((1, 2, 6), np.float32), [2], [[initial_hypothesis(runtime)]], DecodeConfig(), lm
-        )
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
-    """A tiny random model whose char tokenizer covers the tiny corpus."""
-    texts = [u.text for u in read_librispeech(tiny_corpus / "train")]
-    tokenizer = Tokenizer.train(texts, TokenizerConfig(tokenizer_kind="char"))
-    config = tiny_model_config(vocab_size=tokenizer.vocab_size, input_dim=FeatureConfig().feature_dim)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("lm-model") / "model.pt"
-    configs = {"feature": FeatureConfig(), "model": config, "decode": DecodeConfig()}
-    atomic_save(make_checkpoint(Transducer(config), tokenizer, configs), path)
-    return path
-
-
-def _script(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=300
-    )
-
-
 def test_train_lm_then_evaluate_with_it(tmp_path: Path, tiny_checkpoint: Path, tiny_corpus: Path) -> None:
     lm_path = tmp_path / "lm.npz"
-    result = _script(
+    result = run_script(
         "tools/train_lm.py",
         f"--model={tiny_checkpoint}",
         f"--text={tiny_corpus / 'train'}",
@@ -218,25 +185,12 @@ def test_train_lm_then_evaluate_with_it(tmp_path: Path, tiny_checkpoint: Path, t
     sentences = {u.text for u in read_librispeech(tiny_corpus / "train")}
     assert f"3-gram over {len(sentences)} sentences" in result.stdout
     assert "perplexity" in result.stdout
-    evaluate = [
-        "train.py",
-        "--mode=eval",
-        f"--checkpoint={tiny_checkpoint}",
-        f"--eval_set={tiny_corpus / 'dev'}",
-    ]
-    result = _script(*evaluate, "--beam_size=2", f"--lm={lm_path}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "WER" in result.stdout
-    audio = read_librispeech(tiny_corpus / "dev")[0].audio
-    result = _script(
-        "stream.py", f"--model={tiny_checkpoint}", f"--input={audio}", "--beam_size=2", f"--lm={lm_path}"
+    assert "WER" in run_beam_scripts(tiny_checkpoint, tiny_corpus, f"--lm={lm_path}")
+    assert_eval_refuses(
+        tiny_checkpoint,
+        tiny_corpus,
+        [
+            (["--beam_size=2", f"--lm={tmp_path / 'none.npz'}"], "no such LM file"),
+            ([f"--lm={lm_path}"], "an LM needs beam search"),
+        ],
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    for args, message in (
-        (["--beam_size=2", f"--lm={tmp_path / 'none.npz'}"], "no such LM file"),
-        ([f"--lm={lm_path}"], "an LM needs beam search"),
-    ):
-        result = _script(*evaluate, *args)
-        assert result.returncode != 0
-        assert "Traceback" not in result.stderr, result.stderr
-        assert message in result.stderr, result.stderr

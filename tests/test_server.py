@@ -28,9 +28,8 @@ from rnnt.scoring import error_rates
 from rnnt.server import BUSY_CODE, PROTOCOL_ERROR_CODE, CaptionServer, serve
 from rnnt.streaming import decode_chunks
 
-from .conftest import REPO
+from .conftest import DEMO_MODEL
 
-DEMO_MODEL = REPO / "models" / "demo" / "model.pt"
 RATE = 16000
 SEND_SAMPLES = 1600  # a client's message: 100 ms, as a browser's audio callbacks send
 # Three voices of the demo corpus's training speakers, three sentences.

@@ -25,12 +25,11 @@ from rnnt.audio import load_audio
 from rnnt.scoring import error_rates
 from rnnt.sources import SourceError, ffmpeg_pieces, open_source
 
-from .conftest import REPO
+from .conftest import DEMO_MODEL, REPO
 
 RATE = 16000
 PIECE = 9600  # 600 ms
 SENTENCE = "the boy was there when the sun rose over the quiet little town"
-DEMO_MODEL = REPO / "models" / "demo" / "model.pt"
 PULSE_SINK = "rnnt_test"
 RECORDER_START_S = 0.5  # from a recorder's connection to its first samples, s
 VOICE = "en-us+m3"  # an espeak-ng voice of the demo corpus's training speakers

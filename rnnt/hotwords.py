@@ -1,0 +1,173 @@
+"""Hotwords (contextual biasing): phrases a beam search is nudged towards, token by token.
+
+A user lists names and terms (one per line, optionally with ` :score`); each token of a
+listed phrase earns `score` while the hypothesis is inside the phrase. A completed phrase
+keeps what it earned; a hypothesis that leaves a phrase half-way gives it back, so only
+whole phrases gain (icefall's ContextGraph and sherpa-onnx's hotwords, in strict mode). The
+phrases form an Aho-Corasick automaton over token ids, so overlapping phrases and one
+starting inside another are followed. Written here, numpy only, because the search must run
+without torch and no maintained package builds such an automaton over token ids.
+Shapes: V vocab.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnnt.text import normalize
+from rnnt.tokenizer import Tokenizer
+
+ROOT = 0  # the automaton's start: no phrase under way
+SCORE_MARK = " :"  # `phrase :score` in a hotwords file (sherpa-onnx's syntax)
+
+
+class HotwordsError(ValueError):
+    """A hotwords file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Phrase:
+    tokens: tuple[int, ...]
+    score: float  # earned per token, log-probability units
+    text: str = ""  # the phrase as listed (normalised), for reports
+
+
+class Hotwords:
+    """The automaton: a state is a trie node, the phrase prefix a hypothesis has matched.
+
+    `bonus(state)` (V,) is what each next token earns (negative when it abandons a partial
+    match), `next_state(state, token)` where it leads, and `unmatched(state)` what a
+    hypothesis still inside a phrase must give back when its segment ends.
+    """
+
+    def __init__(self, phrases: Sequence[Phrase], vocab_size: int):
+        self.phrases = tuple(phrases)
+        self.vocab_size = vocab_size
+        self._children: list[dict[int, int]] = [{}]
+        token_score = [0.0]
+        ends = [False]
+        for phrase in phrases:
+            if not phrase.tokens:
+                raise HotwordsError("a hotword phrase has no tokens")
+            node = ROOT
+            for token in phrase.tokens:
+                if not 0 <= token < vocab_size:
+                    raise HotwordsError(f"token id {token} outside the vocabulary of {vocab_size}")
+                if token not in self._children[node]:
+                    self._children[node][token] = len(self._children)
+                    self._children.append({})
+                    token_score.append(phrase.score)
+                    ends.append(False)
+                node = self._children[node][token]
+                token_score[node] = max(token_score[node], phrase.score)
+            ends[node] = True
+        self._fail, order = self._failure_links()
+        self._node_score = np.zeros(len(self._children))  # earned along the path from ROOT
+        self._output = np.full(len(self._children), -1)  # the longest phrase ending here, or -1
+        for node in order:  # breadth first: parents and failure targets come first
+            for child in self._children[node].values():
+                self._node_score[child] = self._node_score[node] + token_score[child]
+            self._output[node] = node if ends[node] else self._output[self._fail[node]]
+        self._targets: dict[int, np.ndarray] = {}
+        self._rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def num_states(self) -> int:
+        return len(self._children)
+
+    def bonus(self, state: int) -> np.ndarray:
+        """(V,) the score each token adds in `state`."""
+        return self._row(state)[1]
+
+    def next_state(self, state: int, token: int) -> int:
+        return int(self._row(state)[0][token])
+
+    def unmatched(self, state: int) -> float:
+        """The bonus earned by an unfinished phrase, taken back at a segment's end."""
+        return float(self._node_score[state])
+
+    def _failure_links(self) -> tuple[list[int], list[int]]:
+        """Each node's failure link (its longest proper suffix in the trie) and the nodes in
+        breadth-first order."""
+        fail = [ROOT] * len(self._children)
+        order = [ROOT]
+        queue = deque([ROOT])
+        while queue:
+            node = queue.popleft()
+            for token, child in self._children[node].items():
+                if node != ROOT:
+                    suffix = fail[node]
+                    while suffix != ROOT and token not in self._children[suffix]:
+                        suffix = fail[suffix]
+                    fail[child] = self._children[suffix].get(token, ROOT)
+                order.append(child)
+                queue.append(child)
+        return fail, order
+
+    def _transitions(self, state: int) -> np.ndarray:
+        """(V,) the node each token leads to from `state`, before completed phrases reset."""
+        if state not in self._targets:
+            base = (
+                np.zeros(self.vocab_size, np.int64) if state == ROOT else self._transitions(self._fail[state])
+            )
+            targets = base.copy()
+            for token, child in self._children[state].items():
+                targets[token] = child
+            self._targets[state] = targets
+        return self._targets[state]
+
+    def _row(self, state: int) -> tuple[np.ndarray, np.ndarray]:
+        """(next states, bonuses), (V,) each. Reaching a node where a phrase ends confirms it:
+        the hypothesis keeps that phrase's score and starts afresh from ROOT."""
+        if state not in self._rows:
+            targets = self._transitions(state)
+            output = self._output[targets]
+            matched = output >= 0
+            earned = np.where(matched, self._node_score[np.maximum(output, ROOT)], self._node_score[targets])
+            bonus = (earned - self._node_score[state]).astype(np.float32)
+            self._rows[state] = (np.where(matched, ROOT, targets), bonus)
+        return self._rows[state]
+
+
+def parse_hotwords(text: str, default_score: float, source: str = "hotwords") -> list[tuple[str, float]]:
+    """Lines `phrase` or `phrase :score` -> (normalised phrase, score); `#` lines and blank
+    lines are skipped. HotwordsError names the line of a bad score."""
+    phrases = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        phrase, score = line, default_score
+        if SCORE_MARK in line:
+            phrase, _, value = line.rpartition(SCORE_MARK)
+            try:
+                score = float(value)
+            except ValueError:
+                raise HotwordsError(
+                    f"{source}:{number}: bad score {value.strip()!r} (expected `phrase :2.0`)"
+                ) from None
+        phrase = normalize(phrase)
+        if not phrase:
+            raise HotwordsError(f"{source}:{number}: no words in {line!r}")
+        phrases.append((phrase, score))
+    return phrases
+
+
+def load_hotwords(path: str | Path, tokenizer: Tokenizer, default_score: float) -> Hotwords:
+    """A hotwords file (see `parse_hotwords`) tokenised with the model's tokenizer."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise HotwordsError(f"cannot read hotwords file {path}: {error.strerror}") from None
+    phrases = parse_hotwords(text, default_score, str(path))
+    if not phrases:
+        raise HotwordsError(f"hotwords file {path} lists no phrases")
+    return Hotwords(
+        [Phrase(tuple(tokenizer.encode(phrase)), score, phrase) for phrase, score in phrases],
+        tokenizer.vocab_size,
+    )
