@@ -9,6 +9,7 @@ DEMO_CORPUS := datasets/demo
 DEMO_MODEL := models/demo/model.pt
 DEMO_EXPORT := exports/demo
 DEMO_LM := logs/demo-lm.npz
+DEMO_HOTWORDS := logs/demo-test-hotwords.txt
 SHERPA_MODEL := models/demo-sherpa/model.pt
 SHERPA_EXPORT := exports/demo-sherpa
 HELD_OUT := $(DEMO_CORPUS)/test/7002/2002/7002-2002-0033.flac
@@ -62,12 +63,17 @@ demo: corpus
 		--lm=$(DEMO_LM)
 	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --beam_size=8 \
 		--lm=$(DEMO_LM) --ctc_rescore_weight=0.2
+	$(PY) tools/hotword_list.py --train=$(DEMO_CORPUS)/train --eval_set=$(DEMO_CORPUS)/test \
+		--distractors=$(DEMO_CORPUS)/dev --output=$(DEMO_HOTWORDS)
+	$(PY) train.py --mode=eval --checkpoint=$(DEMO_MODEL) --eval_set=$(DEMO_CORPUS)/test --beam_size=8 \
+		--lm=$(DEMO_LM) --ctc_rescore_weight=0.2 --hotwords=$(DEMO_HOTWORDS)
 	@echo "== 3/6 export to ONNX and OpenVINO (fp32 + int8), checked against PyTorch"
 	$(PY) export_onnx.py --checkpoint=$(DEMO_MODEL) --output_dir=$(DEMO_EXPORT) --int8
-	@echo "== 4/6 stream-caption a held-out recording with ONNX Runtime"
+	@echo "== 4/6 stream-caption a held-out recording with ONNX Runtime (greedy; then beam search with the hotwords)"
 	$(PY) stream.py --model=$(DEMO_EXPORT) --backend=onnx --input=$(HELD_OUT) --chunk_ms=600
 	$(PY) stream.py --model=$(DEMO_EXPORT) --backend=onnx --input=$(HELD_OUT) --format=srt --output=logs/held-out.srt
 	cat logs/held-out.srt
+	$(PY) stream.py --model=$(DEMO_EXPORT) --backend=onnx --input=$(HELD_OUT) --beam_size=4 --hotwords=$(DEMO_HOTWORDS)
 	@echo "== 5/6 benchmark PyTorch vs ONNX Runtime vs OpenVINO on the demo test set"
 	$(PY) tools/benchmark.py --checkpoint=$(DEMO_MODEL) --export_dir=$(DEMO_EXPORT) \
 		--manifest=$(DEMO_CORPUS)/test --max_utterances=300 --output=logs/demo-benchmark.json

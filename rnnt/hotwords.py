@@ -13,7 +13,7 @@ Shapes: V vocab.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +156,13 @@ def parse_hotwords(text: str, default_score: float, source: str = "hotwords") ->
             raise HotwordsError(f"{source}:{number}: no words in {line!r}")
         phrases.append((phrase, score))
     return phrases
+
+
+def unseen_words(known: Iterable[str], texts: Iterable[str]) -> list[str]:
+    """The words of `texts` that no text of `known` holds, sorted: what a hotwords list is
+    for (names, terms) and what a model trained on `known` has never had to spell."""
+    seen = {word for text in known for word in normalize(text).split()}
+    return sorted({word for text in texts for word in normalize(text).split()} - seen)
 
 
 def load_hotwords(path: str | Path, tokenizer: Tokenizer, default_score: float) -> Hotwords:

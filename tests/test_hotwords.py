@@ -11,9 +11,10 @@ import pytest
 
 from rnnt.beam import beam_search
 from rnnt.config import DecodeConfig
+from rnnt.corpus import read_sentences
 from rnnt.decoding import search
 from rnnt.fusion import Fusion, close_beam
-from rnnt.hotwords import ROOT, Hotwords, HotwordsError, Phrase, parse_hotwords
+from rnnt.hotwords import ROOT, Hotwords, HotwordsError, Phrase, parse_hotwords, unseen_words
 from rnnt.hypothesis import initial_hypothesis
 from rnnt.lm import NgramLm
 from rnnt.scoring import phrase_recall
@@ -174,6 +175,27 @@ def test_phrase_recall_counts_whole_word_occurrences() -> None:
     )
     # `ada` once of twice; `graceful` is not `grace`; the second line's `grace` is a false alarm
     assert (found.found, found.total, found.false_alarms) == (1, 4, 1)
+
+
+def test_unseen_words_are_the_new_words_normalised() -> None:
+    known = ["The cat sat.", "a dog"]
+    assert unseen_words(known, ["the CAT ran, a Dog ran", "Zebras!"]) == ["ran", "zebras"]
+
+
+def test_hotword_list_tool_writes_the_unseen_words(tmp_path: Path, tiny_corpus: Path) -> None:
+    output = tmp_path / "list.txt"
+    train, dev = tiny_corpus / "train", tiny_corpus / "dev"
+    result = run_script(
+        "tools/hotword_list.py",
+        f"--train={train}",
+        f"--eval_set={dev}",
+        f"--distractors={train}",
+        f"--output={output}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = unseen_words(read_sentences(str(train)), read_sentences(str(dev)))
+    assert expected  # the dev sentences hold words training does not
+    assert output.read_text().splitlines() == expected  # the train set adds no distractors
 
 
 def test_scripts_take_a_hotwords_file(tmp_path: Path, tiny_checkpoint: Path, tiny_corpus: Path) -> None:
