@@ -171,9 +171,14 @@ def load_hotwords(path: str | Path, tokenizer: Tokenizer, default_score: float) 
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise HotwordsError(f"cannot read hotwords file {path}: {error.strerror}") from None
-    phrases = parse_hotwords(text, default_score, str(path))
+    return hotwords_from_text(text, tokenizer, default_score, str(path))
+
+
+def hotwords_from_text(text: str, tokenizer: Tokenizer, default_score: float, source: str) -> Hotwords:
+    """Hotwords from the lines of `text` (see `parse_hotwords`); `source` names it in errors."""
+    phrases = parse_hotwords(text, default_score, source)
     if not phrases:
-        raise HotwordsError(f"hotwords file {path} lists no phrases")
+        raise HotwordsError(f"{source} lists no phrases")
     return Hotwords(
         [Phrase(tuple(tokenizer.encode(phrase)), score, phrase) for phrase, score in phrases],
         tokenizer.vocab_size,

@@ -1,11 +1,13 @@
 """A WebSocket caption server: many live streams decoded together, and a browser page.
 
 Protocol (one WebSocket per stream): the server first sends `{"kind": "ready",
-"sample_rate": R, "chunk_ms": C}`; the client sends binary messages of mono float32
-little-endian samples at R Hz, of any length, and the text `{"type": "end"}` when its stream
-ends; the server sends each caption event as JSON (`CaptionEvent.as_dict`: partial and final
-text with token times) and closes the connection after the last final. A client that drops
-ends its stream the same way (its open segment is closed, for the log).
+"sample_rate": R, "chunk_ms": C}`; the client may then send `{"type": "hotwords", "phrases":
+["ada lovelace", "grace hopper :2.0", ...]}` (before any audio; a server with beam search) for
+its stream alone, then sends binary messages of mono float32 little-endian samples at R Hz, of
+any length, and the text `{"type": "end"}` when its stream ends; the server sends each caption
+event as JSON (`CaptionEvent.as_dict`: partial and final text with token times) and closes the
+connection after the last final. A client that drops ends its stream the same way (its open
+segment is closed, for the log).
 
 One decoding loop serves every stream: each round takes the audio that arrived for all of
 them and runs `rnnt.streaming.decode_chunks`, which stacks the encoder states of the streams
@@ -18,6 +20,7 @@ captures the microphone in the browser and shows the captions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -31,6 +34,7 @@ import numpy as np
 
 from rnnt.config import DecodeConfig, StreamConfig
 from rnnt.fusion import NO_FUSION, Fusion
+from rnnt.hotwords import HotwordsError, hotwords_from_text
 from rnnt.runtimes import LoadedModel
 from rnnt.streaming import FINAL, CaptionEvent, StreamingRecognizer, decode_chunks
 
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("web") / "index.html"
 END_MESSAGE = "end"  # the `type` of the text message that ends a stream
+HOTWORDS_MESSAGE = "hotwords"  # the `type` of the text message that sets a stream's hotwords
 BYTES_PER_SAMPLE = 4  # float32
 BUSY_CODE = 1013  # WebSocket close code "try again later": the server is full
 PROTOCOL_ERROR_CODE = 1003  # "unsupported data"
@@ -54,6 +59,7 @@ class Session:
     recognizer: StreamingRecognizer
     pending: list[np.ndarray] = field(default_factory=list)
     ended: bool = False  # no more audio will come
+    heard: bool = False  # audio has come (hotwords no longer may)
     outbox: asyncio.Queue[list[CaptionEvent] | None] = field(default_factory=asyncio.Queue)
     finals: list[str] = field(default_factory=list)  # the stream's final texts, in order
 
@@ -91,7 +97,7 @@ class CaptionServer:
         if len(self.sessions) >= self.max_streams:
             await websocket.close(BUSY_CODE, f"server full ({self.max_streams} streams)")
             return
-        session = Session(StreamingRecognizer(self.model, self.stream, self.decode, self.fusion))
+        session = Session(await self._recognizer(self.fusion))
         self.sessions.append(session)
         sender = asyncio.create_task(self._send(websocket, session))
         rate = self.model.features.sample_rate
@@ -100,7 +106,7 @@ class CaptionServer:
         )
         try:
             async for message in websocket:
-                if self._receive(session, message):
+                if await self._receive(session, message):
                     break
         except ProtocolError as error:
             await websocket.close(PROTOCOL_ERROR_CODE, str(error))
@@ -111,21 +117,49 @@ class CaptionServer:
             self._work.set()
             await sender
 
-    def _receive(self, session: Session, message: str | bytes) -> bool:
+    async def _recognizer(self, fusion: Fusion) -> StreamingRecognizer:
+        """A new stream's recogniser, made in the decoding worker: making one runs the
+        predictor, which a round may be running at the same moment."""
+        loop = asyncio.get_running_loop()
+        make = functools.partial(StreamingRecognizer, self.model, self.stream, self.decode, fusion)
+        return await loop.run_in_executor(self._executor, make)
+
+    async def _receive(self, session: Session, message: str | bytes) -> bool:
         """Take one message; True at the end of the stream."""
         if isinstance(message, bytes):
             if len(message) % BYTES_PER_SAMPLE:
                 raise ProtocolError("binary messages must hold whole float32 samples")
             session.pending.append(np.frombuffer(message, dtype="<f4").astype(np.float32))
+            session.heard = True
             self._work.set()
             return False
         try:
             request = json.loads(message)
         except json.JSONDecodeError as error:
             raise ProtocolError(f"text messages must be JSON: {error}") from error
-        if not isinstance(request, dict) or request.get("type") != END_MESSAGE:
+        kind = request.get("type") if isinstance(request, dict) else None
+        if kind == HOTWORDS_MESSAGE:
+            session.recognizer = await self._recognizer(self._stream_fusion(session, request))
+            return False
+        if kind != END_MESSAGE:
             raise ProtocolError(f'unknown message {message[:80]!r} (expected {{"type": "{END_MESSAGE}"}})')
         return True
+
+    def _stream_fusion(self, session: Session, request: dict[str, Any]) -> Fusion:
+        """The server's LM with the hotwords of a `hotwords` message."""
+        if session.heard:
+            raise ProtocolError("hotwords must come before the first audio")
+        if self.decode.beam_size == 1:
+            raise ProtocolError("hotwords need beam search: start the server with --beam_size above 1")
+        phrases = request.get("phrases")
+        if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+            raise ProtocolError('hotwords: "phrases" must be a list of strings')
+        try:
+            text = "\n".join(phrases)
+            hotwords = hotwords_from_text(text, self.model.tokenizer, self.decode.hotwords_score, "hotwords")
+        except HotwordsError as error:
+            raise ProtocolError(str(error)) from error
+        return Fusion(self.fusion.lm, hotwords)
 
     async def _send(self, websocket: Any, session: Session) -> None:
         """Send the session's events as they come; close after the last."""

@@ -27,6 +27,10 @@ from rnnt.tokenizer import Tokenizer
 REPO = Path(__file__).resolve().parents[1]
 REAL_AUDIO = REPO.parent / "shared" / "real"
 DEMO_MODEL = REPO / "models" / "demo" / "model.pt"  # the shipped demo model
+# A sentence in which the demo model hears espeak-ng's en-us `inspector` as `in spector`.
+INSPECTOR_SENTENCE = (
+    "better hope the life inspector doesn't come around while you have your life in such a mess"
+)
 # The recordings live beside the checkout (shared/real), not in it: a clone elsewhere skips these.
 needs_real_audio = pytest.mark.skipif(not REAL_AUDIO.is_dir(), reason=f"{REAL_AUDIO} not present")
 

@@ -19,7 +19,7 @@ from rnnt.hypothesis import initial_hypothesis
 from rnnt.lm import NgramLm
 from rnnt.scoring import phrase_recall
 
-from .conftest import DEMO_MODEL, assert_eval_refuses, run_beam_scripts, run_script
+from .conftest import DEMO_MODEL, INSPECTOR_SENTENCE, assert_eval_refuses, run_beam_scripts, run_script
 from .test_beam import EXHAUSTIVE_BEAM, SMALL_VOCAB, brute_force, encode, small_runtime
 from .test_decoding import random_features
 
@@ -219,9 +219,8 @@ def test_scripts_take_a_hotwords_file(tmp_path: Path, tiny_checkpoint: Path, tin
 def test_a_hotword_fixes_a_word_the_demo_model_misses(tmp_path: Path) -> None:
     """The shipped demo model hears espeak-ng's `inspector` as `in spector`; listed (among
     words the sentence does not hold) it is recognised, and the rest of the sentence stays."""
-    sentence = "better hope the life inspector doesn't come around while you have your life in such a mess"
     audio = tmp_path / "sentence.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(audio), sentence], check=True)
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(audio), INSPECTOR_SENTENCE], check=True)
     words = tmp_path / "hotwords.txt"
     words.write_text("inspector\nchocolates\nconfiguration\n")
     stream = ["stream.py", f"--model={DEMO_MODEL}", f"--input={audio}", "--beam_size=4"]

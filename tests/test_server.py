@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from rnnt.audio import load_audio
-from rnnt.config import StreamConfig
+from rnnt.config import DecodeConfig, StreamConfig
 from rnnt.decoding import decode_features
 from rnnt.features import compute_features
 from rnnt.runtimes import LoadedModel, load_model
@@ -28,7 +29,7 @@ from rnnt.scoring import error_rates
 from rnnt.server import BUSY_CODE, PROTOCOL_ERROR_CODE, CaptionServer, serve
 from rnnt.streaming import decode_chunks
 
-from .conftest import DEMO_MODEL
+from .conftest import DEMO_MODEL, INSPECTOR_SENTENCE
 
 RATE = 16000
 SEND_SAMPLES = 1600  # a client's message: 100 ms, as a browser's audio callbacks send
@@ -63,12 +64,16 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def run_with_server(
-    model: LoadedModel, scenario: Callable[[CaptionServer, str], Awaitable[Any]], **server_args: Any
+    model: LoadedModel,
+    scenario: Callable[[CaptionServer, str], Awaitable[Any]],
+    decode: DecodeConfig | None = None,
+    **server_args: Any,
 ) -> Any:
     """Run `scenario(server, ws_url)` beside a server on a free loopback port."""
 
     async def main() -> Any:
-        server = CaptionServer(model, StreamConfig(endpointing=False), model.decode, **server_args)
+        config = model.decode if decode is None else decode
+        server = CaptionServer(model, StreamConfig(endpointing=False), config, **server_args)
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(serve(server, "127.0.0.1", 0, ready))
         port = await asyncio.wait_for(ready, TIMEOUT_S)
@@ -82,11 +87,16 @@ def run_with_server(
     return asyncio.run(main())
 
 
-async def stream_file(url: str, samples: np.ndarray) -> list[dict[str, Any]]:
-    """A client: the samples in 100 ms messages, then the end; every event it receives."""
+async def stream_file(
+    url: str, samples: np.ndarray, hotwords: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """A client: its `hotwords` if any, the samples in 100 ms messages, then the end; every
+    event it receives."""
     async with connect(url) as websocket:
         hello = json.loads(await websocket.recv())
         assert hello == {"kind": "ready", "sample_rate": RATE, "chunk_ms": 600.0}
+        if hotwords is not None:
+            await websocket.send(json.dumps({"type": "hotwords", "phrases": hotwords}))
         for start in range(0, len(samples), SEND_SAMPLES):
             await websocket.send(samples[start : start + SEND_SAMPLES].astype("<f4").tobytes())
             await asyncio.sleep(0)  # let the other clients send too
@@ -126,17 +136,57 @@ def test_concurrent_streams_are_batched_and_equal_offline_decoding(
     ],
 )
 def test_a_bad_message_closes_the_stream_in_one_frame(model: LoadedModel, message: Any, reason: str) -> None:
-    async def scenario(server: CaptionServer, url: str) -> None:
-        async with connect(url) as websocket:
-            await websocket.recv()
-            await websocket.send(message)
-            with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    await websocket.recv()
-            assert closed.value.rcvd is not None
-            assert closed.value.rcvd.code == PROTOCOL_ERROR_CODE and reason in closed.value.rcvd.reason
+    run_with_server(model, lambda server, url: assert_refused(url, [message], reason))
 
-    run_with_server(model, scenario)
+
+async def assert_refused(url: str, messages: list[Any], reason: str) -> None:
+    """A client sends `messages`: the server closes with the protocol error and `reason`."""
+    async with connect(url) as websocket:
+        await websocket.recv()
+        for message in messages:
+            await websocket.send(message)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await websocket.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == PROTOCOL_ERROR_CODE and reason in closed.value.rcvd.reason
+
+
+def test_a_streams_own_hotwords_bias_it_alone(model: LoadedModel, tmp_path: Path) -> None:
+    """Two streams of one sentence at once, one with the hotword `inspector`: only its final
+    has the word (the demo model alone hears `in spector`), the other's equals offline beam
+    search."""
+    audio = tmp_path / "inspector.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(audio), INSPECTOR_SENTENCE], check=True)
+    samples = load_audio(audio, RATE)
+    beam = dataclasses.replace(model.decode, beam_size=4)
+
+    async def scenario(server: CaptionServer, url: str) -> list[list[dict[str, Any]]]:
+        return await asyncio.gather(
+            stream_file(url, samples, ["inspector", "chocolates"]), stream_file(url, samples)
+        )
+
+    biased, plain = run_with_server(model, scenario, beam)
+    (hyp,) = decode_features(model.runtime, [compute_features(samples, model.features)], beam)
+    assert plain[-1]["text"] == model.tokenizer.decode(hyp.tokens)
+    assert "inspector" not in plain[-1]["text"].split()
+    assert biased[-1]["text"] == plain[-1]["text"].replace("in spector", "inspector")
+
+
+@pytest.mark.parametrize(
+    ("beam_size", "messages", "reason"),
+    [
+        (4, [b"\x00" * 4, '{"type": "hotwords", "phrases": ["x"]}'], "before the first audio"),
+        (1, ['{"type": "hotwords", "phrases": ["x"]}'], "hotwords need beam search"),
+        (4, ['{"type": "hotwords", "phrases": "x"}'], "must be a list of strings"),
+        (4, ['{"type": "hotwords", "phrases": ["fine", "bad :x"]}'], "hotwords:2: bad score"),
+    ],
+)
+def test_bad_hotwords_close_the_stream_in_one_frame(
+    model: LoadedModel, beam_size: int, messages: list[Any], reason: str
+) -> None:
+    decode = dataclasses.replace(model.decode, beam_size=beam_size)
+    run_with_server(model, lambda server, url: assert_refused(url, messages, reason), decode)
 
 
 def test_a_full_server_refuses_and_a_dropped_client_ends_its_stream(
@@ -169,20 +219,21 @@ def chromium() -> str:
     pytest.fail("no Chromium: tools/setup_system.sh installs Debian's chromium")
 
 
-def test_the_page_captions_a_browser_microphone(
-    model: LoadedModel, recordings: list[Path], tmp_path: Path
-) -> None:
-    speech = recordings[0]
+def caption_in_chromium(
+    model: LoadedModel, speech: Path, profile: Path, query: str = "", decode: DecodeConfig | None = None
+) -> list[str]:
+    """The finals of one stream from the page in headless Chromium, whose fake microphone
+    plays `speech`; `query` adds to the page's URL."""
     seconds = soundfile.info(speech).duration + 1.0
 
     async def scenario(server: CaptionServer, url: str) -> list[str]:
-        page = url.replace("ws://", "http://") + f"?autostart=1&seconds={seconds:.1f}"
+        page = url.replace("ws://", "http://") + f"?autostart=1&seconds={seconds:.1f}{query}"
         browser = await asyncio.create_subprocess_exec(
             chromium(),
             "--headless=new",
             "--no-sandbox",  # as root, as CI runs
             "--disable-gpu",
-            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--user-data-dir={profile}",
             "--use-fake-ui-for-media-stream",
             "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={speech}%noloop",
@@ -200,8 +251,30 @@ def test_the_page_captions_a_browser_microphone(
             await browser.wait()
         return server.stats.completed[0]
 
-    finals = run_with_server(model, scenario)
+    return run_with_server(model, scenario, decode)
+
+
+def test_the_page_captions_a_browser_microphone(
+    model: LoadedModel, recordings: list[Path], tmp_path: Path
+) -> None:
+    finals = caption_in_chromium(model, recordings[0], tmp_path / "profile")
     assert error_rates([SPEECH[0][1]], [" ".join(finals)]).wer <= MAX_WER, finals
+
+
+def test_the_page_sends_its_hotwords(model: LoadedModel, tmp_path: Path) -> None:
+    """The page's hotwords reach the server: the demo model hears `come around` in the
+    browser's stream, and `come round` once the page lists it."""
+    raw, speech = tmp_path / "raw.wav", tmp_path / "inspector.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(raw), INSPECTOR_SENTENCE], check=True)
+    silence = np.zeros(RATE // 2, np.float32)
+    soundfile.write(speech, np.concatenate([silence, load_audio(raw, RATE), silence]), RATE, subtype="PCM_16")
+    beam = dataclasses.replace(model.decode, beam_size=4)
+    plain = " ".join(caption_in_chromium(model, speech, tmp_path / "a", decode=beam))
+    biased = " ".join(
+        caption_in_chromium(model, speech, tmp_path / "b", "&hotwords=come%20round,chocolates", beam)
+    )
+    assert "come around" in plain and "come round" not in plain, plain
+    assert "come round" in biased, biased  # (the browser's capture varies other words from run to run)
 
 
 def test_a_decoding_failure_closes_its_streams_and_the_server_goes_on(
