@@ -2,7 +2,8 @@
 
 `export_onnx.py --format=sherpa-onnx` (`rnnt.sherpa_export`) writes a directory sherpa-onnx's
 `OnlineRecognizer` loads: `encoder.onnx`, `decoder.onnx`, `joiner.onnx` (+ `.int8.onnx`),
-`tokens.txt` and `sherpa-onnx.json`, the recognizer's keyword arguments that make its features
+`tokens.txt`, `bpe.vocab` (the pieces with their scores, with which sherpa-onnx tokenises
+hotwords) and `sherpa-onnx.json`, the recognizer's keyword arguments that make its features
 the model's (file names relative to the directory). This module opens such a directory with
 the `sherpa_onnx` package and decodes utterances with it, as a deployment would.
 """
@@ -26,6 +27,7 @@ from rnnt.runtimes import LoadedModel, load_model
 from rnnt.scoring import ErrorRates, error_rates
 
 TOKENS_FILE = "tokens.txt"
+BPE_VOCAB_FILE = "bpe.vocab"
 OPTIONS_FILE = "sherpa-onnx.json"
 GRAPHS = ("encoder", "decoder", "joiner")
 KALDI_FRAME_MS = (25.0, 10.0)  # window and shift of the fbank frames sherpa-onnx computes
@@ -59,11 +61,18 @@ def recognizer_options(features: FeatureConfig) -> dict[str, Any]:
         "normalize_samples": True,  # samples in [-1, 1], as `compute_features` takes them
         "model_type": "lstm",
         "decoding_method": "greedy_search",
+        # How sherpa-onnx tokenises a hotwords file (used with decoding_method=modified_beam_search).
+        "modeling_unit": "bpe",
+        "bpe_vocab": BPE_VOCAB_FILE,
     }
 
 
-def open_recognizer(directory: str | Path, precision: str = "fp32", num_threads: int = 1) -> Any:
-    """sherpa-onnx's `OnlineRecognizer` for an export directory (fp32 or int8 graphs)."""
+def open_recognizer(
+    directory: str | Path, precision: str = "fp32", num_threads: int = 1, **overrides: Any
+) -> Any:
+    """sherpa-onnx's `OnlineRecognizer` for an export directory (fp32 or int8 graphs);
+    `overrides` replace the directory's options (e.g. `decoding_method="modified_beam_search",
+    hotwords_file=...`)."""
     try:
         import sherpa_onnx
     except ImportError as error:
@@ -75,13 +84,15 @@ def open_recognizer(directory: str | Path, precision: str = "fp32", num_threads:
     if not options_path.is_file():
         raise SherpaError(f"{directory}: not a sherpa-onnx export (no {OPTIONS_FILE}); run export_onnx.py")
     options = json.loads(options_path.read_text())
-    options["tokens"] = str(directory / options["tokens"])
+    for name in ("tokens", "bpe_vocab"):
+        if name in options:  # exports before bpe.vocab came have no such option
+            options[name] = str(directory / options[name])
     for graph in GRAPHS:
         path = directory / graph_file(graph, precision)
         if not path.is_file():
             raise SherpaError(f"{path}: missing" + (" (export with --int8)" if precision != "fp32" else ""))
         options[graph] = str(path)
-    return sherpa_onnx.OnlineRecognizer.from_transducer(num_threads=num_threads, **options)
+    return sherpa_onnx.OnlineRecognizer.from_transducer(num_threads=num_threads, **(options | overrides))
 
 
 def transcribe(recognizer: Any, samples: np.ndarray, sample_rate: int) -> list[str]:

@@ -10,8 +10,9 @@ toolkit's own export (`rnnt.export`) in what sherpa-onnx computes around them:
 - the decoder takes the last `context_size` token ids, `y` (N, context_size), and no
   state: the model needs a stateless predictor (`--predictor=stateless`);
 - the joiner takes one encoder frame and one decoder output, (N, J) each, -> `logit` (N, V);
-- `tokens.txt` lists each token and its id (blank 0), and `sherpa-onnx.json` the
-  recognizer's options (`rnnt.sherpa`, which also decodes with sherpa-onnx).
+- `tokens.txt` lists each token and its id (blank 0), `bpe.vocab` each piece and its score
+  (sherpa-onnx tokenises hotwords with it), and `sherpa-onnx.json` the recognizer's options
+  (`rnnt.sherpa`, which also decodes with sherpa-onnx).
 
 sherpa-onnx's greedy search emits at most one token per encoder frame, never suppresses
 `<unk>`, and starts each stream's context from `NO_TOKEN`s before a blank; the toolkit's search
@@ -39,6 +40,7 @@ from rnnt.features import compute_features
 from rnnt.model import Transducer
 from rnnt.parity import FP32_TOLERANCE, PARITY_SECONDS, synthetic_speech
 from rnnt.sherpa import (
+    BPE_VOCAB_FILE,
     GRAPHS,
     KALDI_FRAME_MS,
     OPTIONS_FILE,
@@ -214,8 +216,10 @@ def export_sherpa(
             quantize_int8(path, quantized)
             set_metadata(quantized, metadata[name])
             result.files.append(quantized)
-    tokens = "".join(f"{bundle.tokenizer.piece(i)} {i}\n" for i in range(bundle.tokenizer.vocab_size))
-    atomic.write_text(output_dir / TOKENS_FILE, tokens)
+    tokenizer, ids = bundle.tokenizer, range(bundle.tokenizer.vocab_size)
+    atomic.write_text(output_dir / TOKENS_FILE, "".join(f"{tokenizer.piece(i)} {i}\n" for i in ids))
+    vocab = "".join(f"{tokenizer.piece(i)}\t{tokenizer.score(i)}\n" for i in ids)  # sentencepiece's .vocab
+    atomic.write_text(output_dir / BPE_VOCAB_FILE, vocab)
     result.max_abs_diff = check_graphs(model, features, output_dir, frames)
     failed = {name: diff for name, diff in result.max_abs_diff.items() if not diff <= FP32_TOLERANCE}
     if failed:
@@ -224,7 +228,7 @@ def export_sherpa(
             f"sherpa-onnx graphs differ from PyTorch: {worst} (tolerance {FP32_TOLERANCE:.0e})"
         )
     atomic.write_text(output_dir / OPTIONS_FILE, json.dumps(recognizer_options(features), indent=2) + "\n")
-    result.files += [output_dir / TOKENS_FILE, output_dir / OPTIONS_FILE]
+    result.files += [output_dir / name for name in (TOKENS_FILE, BPE_VOCAB_FILE, OPTIONS_FILE)]
     return result
 
 

@@ -74,3 +74,7 @@ class Tokenizer:
 
     def piece(self, token_id: int) -> str:
         return self._sp.id_to_piece(token_id)
+
+    def score(self, token_id: int) -> float:
+        """The piece's score in the sentencepiece model (its merge priority, for BPE)."""
+        return self._sp.get_score(token_id)

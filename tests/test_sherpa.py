@@ -3,6 +3,7 @@ the real sherpa-onnx package, its own features and greedy search, on real record
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +22,11 @@ from rnnt.model import Transducer
 from rnnt.parity import synthetic_speech
 from rnnt.runtimes import load_model
 from rnnt.runtimes.pytorch import TorchRuntime
-from rnnt.sherpa import TOKENS_FILE, decoded_frames, open_recognizer, transcribe
+from rnnt.sherpa import TOKENS_FILE, decoded_frames, open_recognizer, pieces_text, transcribe
 from rnnt.sherpa_export import SherpaExportError, export_sherpa
 from rnnt.tokenizer import Tokenizer
 
-from .conftest import REAL_AUDIO, REPO, tiny_model_config
+from .conftest import INSPECTOR_SENTENCE, REAL_AUDIO, REPO, tiny_model_config
 
 sherpa_onnx = pytest.importorskip("sherpa_onnx")
 
@@ -171,3 +172,27 @@ def test_eval_tool_scores_sherpa_onnx_and_finds_no_difference(
     missing = run(f"--export_dir={tmp_path}")
     assert missing.returncode == 1
     assert "not a sherpa-onnx export" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng not installed (tools/setup_system.sh)"
+)
+def test_sherpa_onnx_takes_hotwords_with_the_export(tmp_path: Path) -> None:
+    """sherpa-onnx tokenises a hotwords file with the export's bpe.vocab: the shipped
+    demo-sherpa model, run by sherpa-onnx's modified beam search, hears espeak-ng's `inspector`
+    as `in spector`, and as `inspector` once it is listed."""
+    export_sherpa(REPO / "models" / "demo-sherpa" / "model.pt", tmp_path / "export")
+    audio = tmp_path / "sentence.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(audio), INSPECTOR_SENTENCE], check=True)
+    samples = load_audio(audio, FEATURES.sample_rate)
+    hotwords = tmp_path / "hotwords.txt"
+    hotwords.write_text("inspector\nchocolates\n")
+    beam = {"decoding_method": "modified_beam_search"}
+    texts = [
+        pieces_text(
+            transcribe(open_recognizer(tmp_path / "export", **options), samples, FEATURES.sample_rate)
+        )
+        for options in (beam, beam | {"hotwords_file": str(hotwords)})
+    ]
+    assert "in spector" in texts[0]
+    assert texts[1] == texts[0].replace("in spector", "inspector")
