@@ -5,8 +5,9 @@ listed phrase earns `score` while the hypothesis is inside the phrase. A complet
 keeps what it earned; a hypothesis that leaves a phrase half-way gives it back, so only
 whole phrases gain (icefall's ContextGraph and sherpa-onnx's hotwords, in strict mode). The
 phrases form an Aho-Corasick automaton over token ids, so overlapping phrases and one
-starting inside another are followed. Written here, numpy only, because the search must run
-without torch and no maintained package builds such an automaton over token ids.
+starting inside another are followed. Written here, numpy only: the search runs without
+torch, icefall's ContextGraph is recipe code rather than a package, and pyahocorasick finds
+matches in whole strings, where beam search needs each state's score for every next token.
 Shapes: V vocab.
 """
 
@@ -48,24 +49,8 @@ class Hotwords:
     def __init__(self, phrases: Sequence[Phrase], vocab_size: int):
         self.phrases = tuple(phrases)
         self.vocab_size = vocab_size
-        self._children: list[dict[int, int]] = [{}]
-        token_score = [0.0]
-        ends = [False]
-        for phrase in phrases:
-            if not phrase.tokens:
-                raise HotwordsError("a hotword phrase has no tokens")
-            node = ROOT
-            for token in phrase.tokens:
-                if not 0 <= token < vocab_size:
-                    raise HotwordsError(f"token id {token} outside the vocabulary of {vocab_size}")
-                if token not in self._children[node]:
-                    self._children[node][token] = len(self._children)
-                    self._children.append({})
-                    token_score.append(phrase.score)
-                    ends.append(False)
-                node = self._children[node][token]
-                token_score[node] = max(token_score[node], phrase.score)
-            ends[node] = True
+        self._children: list[dict[int, int]] = [{}]  # the trie: node -> {token: child}
+        token_score, ends = self._insert(phrases)
         self._fail, order = self._failure_links()
         self._node_score = np.zeros(len(self._children))  # earned along the path from ROOT
         self._output = np.full(len(self._children), -1)  # the longest phrase ending here, or -1
@@ -75,10 +60,6 @@ class Hotwords:
             self._output[node] = node if ends[node] else self._output[self._fail[node]]
         self._targets: dict[int, np.ndarray] = {}
         self._rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    @property
-    def num_states(self) -> int:
-        return len(self._children)
 
     def bonus(self, state: int) -> np.ndarray:
         """(V,) the score each token adds in `state`."""
@@ -90,6 +71,27 @@ class Hotwords:
     def unmatched(self, state: int) -> float:
         """The bonus earned by an unfinished phrase, taken back at a segment's end."""
         return float(self._node_score[state])
+
+    def _insert(self, phrases: Sequence[Phrase]) -> tuple[list[float], list[bool]]:
+        """Build the trie; each node's score per token (the highest of the phrases through
+        it) and whether a phrase ends there."""
+        token_score, ends = [0.0], [False]
+        for phrase in phrases:
+            if not phrase.tokens:
+                raise HotwordsError("a hotword phrase has no tokens")
+            node = ROOT
+            for token in phrase.tokens:
+                if not 0 <= token < self.vocab_size:
+                    raise HotwordsError(f"token id {token} outside the vocabulary of {self.vocab_size}")
+                if token not in self._children[node]:
+                    self._children[node][token] = len(self._children)
+                    self._children.append({})
+                    token_score.append(phrase.score)
+                    ends.append(False)
+                node = self._children[node][token]
+                token_score[node] = max(token_score[node], phrase.score)
+            ends[node] = True
+        return token_score, ends
 
     def _failure_links(self) -> tuple[list[int], list[int]]:
         """Each node's failure link (its longest proper suffix in the trie) and the nodes in
