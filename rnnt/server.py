@@ -94,10 +94,13 @@ class CaptionServer:
 
     async def handle(self, websocket: Any) -> None:
         """One client's stream, from its first message to its last final."""
+        recognizer = await self._recognizer(self.fusion)
+        # Counted after the await, with nothing awaited until the stream is added: connections
+        # arriving together cannot all pass the bound.
         if len(self.sessions) >= self.max_streams:
             await websocket.close(BUSY_CODE, f"server full ({self.max_streams} streams)")
             return
-        session = Session(await self._recognizer(self.fusion))
+        session = Session(recognizer)
         self.sessions.append(session)
         sender = asyncio.create_task(self._send(websocket, session))
         rate = self.model.features.sample_rate
