@@ -61,11 +61,11 @@ def phrase_recall(
     """How many of the phrases' occurrences (whole words) in each reference its hypothesis
     holds too, up to as many as the reference has (the recall of a hotwords list), and how
     many more the hypotheses hold (its false alarms)."""
+    needles = [f" {normalize(phrase)} " for phrase in phrases]
     found = total = false_alarms = 0
     for reference, hypothesis in zip(references, hypotheses, strict=True):
         ref, hyp = f" {normalize(reference)} ", f" {normalize(hypothesis)} "
-        for phrase in phrases:
-            needle = f" {normalize(phrase)} "
+        for needle in needles:
             in_ref, in_hyp = _occurrences(ref, needle), _occurrences(hyp, needle)
             total += in_ref
             found += min(in_ref, in_hyp)
