@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnt.config import BLANK_ID, DecodeConfig
-from rnnt.fusion import NO_FUSION, Fusion, add_fusion, advance_fusion
+from rnnt.fusion import NO_FUSION, Fusion, add_fusion, advance_fusion, per_stream
 from rnnt.hypothesis import Hypothesis, Runtime, advance_frame, copy_hypothesis, extend, joint_log_probs
 
 
@@ -22,7 +22,7 @@ def beam_search(
     lengths: Sequence[int],
     beams: Sequence[Sequence[Hypothesis]],
     config: DecodeConfig,
-    fusion: Fusion = NO_FUSION,
+    fusion: Fusion | Sequence[Fusion] = NO_FUSION,
 ) -> list[list[Hypothesis]]:
     """Batched beam search, up to `config.max_symbols_per_frame` tokens per frame.
 
@@ -37,8 +37,10 @@ def beam_search(
     WER on them. Per round, one `join` scores every live hypothesis of every stream and one
     `predict` runs for the surviving token prefixes.
     `encoder_out` (B, T', J) holds B streams' next frames, `lengths[b]` of them valid.
+    `fusion`: one for every stream, or one per stream (each stream its own hotwords).
     """
     out = [list(beam) for beam in beams]
+    fusions = per_stream(fusion, len(out))
     last_round = config.max_symbols_per_frame - 1
     for t in range(encoder_out.shape[1]):
         active = [b for b in range(len(out)) if t < lengths[b]]
@@ -50,13 +52,14 @@ def beam_search(
             streams = [b for b in active if live[b]]
             if not streams:
                 break
+            stream_fusions = [fusions[b] for b in streams]
             log_probs = _beam_log_probs(
-                runtime, encoder_out[streams, t], [live[b] for b in streams], config, fusion
+                runtime, encoder_out[streams, t], [live[b] for b in streams], config, stream_fusions
             )
             extensions: list[tuple[Hypothesis, int]] = []
             for b, logp in zip(streams, log_probs, strict=True):
                 last = symbol == last_round
-                survivors = _beam_round(live[b], logp, config.beam_size, finished[b], last, fusion)
+                survivors = _beam_round(live[b], logp, config.beam_size, finished[b], last, fusions[b])
                 live[b] = [hyp for hyp, _ in survivors]  # their tokens are appended by `extend`
                 extensions += survivors
             extend(runtime, [hyp for hyp, _ in extensions], [token for _, token in extensions])
@@ -96,16 +99,18 @@ def _beam_log_probs(
     frames: np.ndarray,
     beams: Sequence[Sequence[Hypothesis]],
     config: DecodeConfig,
-    fusion: Fusion,
+    fusions: Sequence[Fusion],
 ) -> list[np.ndarray]:
     """One frame (S, J) of S streams -> each stream's (N, V) scores, in one `join`: the
-    transducer's log-probs plus the LM's and the hotwords' (`rnnt.fusion`)."""
+    transducer's log-probs plus the LM's and the hotwords' of the stream's `fusions[s]`."""
     hyps = [hyp for beam in beams for hyp in beam]
     sizes = [len(beam) for beam in beams]
     pred = np.stack([hyp.predictor_out for hyp in hyps])
     logp = joint_log_probs(runtime, np.repeat(frames, sizes, axis=0), pred, config)
-    add_fusion(logp, hyps, fusion, config)
-    return np.split(logp, np.cumsum(sizes)[:-1])
+    per_stream_logp = np.split(logp, np.cumsum(sizes)[:-1])
+    for beam, stream_logp, fusion in zip(beams, per_stream_logp, fusions, strict=True):
+        add_fusion(stream_logp, beam, fusion, config)  # in place: the rows are views of `logp`
+    return per_stream_logp
 
 
 def _beam_round(

@@ -16,7 +16,7 @@ import numpy as np
 
 from rnnt.beam import beam_search
 from rnnt.config import BLANK_ID, DecodeConfig
-from rnnt.fusion import NO_FUSION, Fusion, check_fusion, close_beam
+from rnnt.fusion import NO_FUSION, Fusion, check_fusion, close_beam, per_stream
 from rnnt.hypothesis import (
     Hypothesis,
     Runtime,
@@ -144,19 +144,21 @@ def search(
     lengths: Sequence[int],
     beams: Sequence[Sequence[Hypothesis]],
     config: DecodeConfig,
-    fusion: Fusion = NO_FUSION,
+    fusion: Fusion | Sequence[Fusion] = NO_FUSION,
 ) -> list[list[Hypothesis]]:
     """Continue each stream's beam over its next frames: greedy for beam_size 1, else beam.
 
     Greedy search continues the best hypothesis of each beam and returns one-element beams.
-    A `fusion` (LM, hotwords) needs beam search.
+    A `fusion` (LM, hotwords; one for every stream or one per stream) needs beam search.
     """
     if config.beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {config.beam_size}")
     if config.max_symbols_per_frame < 1:
         raise ValueError(f"max_symbols_per_frame must be at least 1, got {config.max_symbols_per_frame}")
-    check_fusion(fusion, config)
+    fusions = per_stream(fusion, len(beams))
+    for stream_fusion in fusions:
+        check_fusion(stream_fusion, config)
     if config.beam_size > 1:
-        return beam_search(runtime, encoder_out, lengths, beams, config, fusion)
+        return beam_search(runtime, encoder_out, lengths, beams, config, fusions)
     best = greedy_search(runtime, encoder_out, lengths, [beam[0] for beam in beams], config)
     return [[hyp] for hyp in best]

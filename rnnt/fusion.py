@@ -28,6 +28,15 @@ class Fusion:
 NO_FUSION = Fusion()
 
 
+def per_stream(fusion: Fusion | Sequence[Fusion], num_streams: int) -> list[Fusion]:
+    """One fusion per stream: `fusion` for every stream, or a sequence already one per stream."""
+    if isinstance(fusion, Fusion):
+        return [fusion] * num_streams
+    if len(fusion) != num_streams:
+        raise ValueError(f"{len(fusion)} fusions for {num_streams} streams")
+    return list(fusion)
+
+
 def check_fusion(fusion: Fusion, config: DecodeConfig) -> None:
     """ValueError if `fusion` cannot be used with `config` (both need beam search)."""
     if config.beam_size > 1:

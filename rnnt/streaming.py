@@ -262,8 +262,8 @@ def decode_chunks(
 
     The streams must share one runtime and chunk size. Each round stacks the encoder
     states of the streams with a whole chunk buffered and runs the encoder once for all;
-    then streams with the same decode config and fusion share search calls (`search_streams`),
-    unless `share_search` is off (for benchmarks).
+    then streams with the same decode config share search calls (`search_streams`), each
+    with its own fusion (LM, hotwords), unless `share_search` is off (for benchmarks).
     """
     if len({id(r.runtime) for r in recognizers}) > 1 or len({r.chunk_frames for r in recognizers}) > 1:
         raise ValueError("batched streams must share one runtime and one chunk size")
@@ -293,11 +293,10 @@ def decode_chunks(
 
 
 def _search_groups(recognizers: Sequence[StreamingRecognizer]) -> list[list[int]]:
-    """Indices of the recognisers that can share search calls: the same decode config and
-    fusion (LM and hotwords)."""
-    groups: dict[tuple[DecodeConfig, int], list[int]] = {}
+    """Indices of the recognisers that can share search calls: the same decode config."""
+    groups: dict[DecodeConfig, list[int]] = {}
     for i, recognizer in enumerate(recognizers):
-        groups.setdefault((recognizer.decode, id(recognizer.fusion)), []).append(i)
+        groups.setdefault(recognizer.decode, []).append(i)
     return list(groups.values())
 
 
@@ -309,9 +308,9 @@ def search_streams(
     """Search each stream's new (T'_i, J) encoder frames, closing its segments at endpoints.
 
     One `search` call serves every stream with frames left, up to each one's next possible
-    endpoint (`frames_to_endpoint`), so the streams share joint and predictor calls. The
-    recognisers must share a runtime, decode config and fusion. `ctc_log_probs[i]` (T'_i, V):
-    stream i's CTC log-probabilities, with rescoring.
+    endpoint (`frames_to_endpoint`), so the streams share joint and predictor calls, each
+    stream searched with its own fusion. The recognisers must share a runtime and decode
+    config. `ctc_log_probs[i]` (T'_i, V): stream i's CTC log-probabilities, with rescoring.
     """
     first = recognizers[0]
     events: list[list[CaptionEvent]] = [[] for _ in recognizers]
@@ -328,7 +327,12 @@ def search_streams(
         for row, i in enumerate(active):
             frames[row, : lengths[row]] = encoder_outs[i][start[i] : stop[i]]
         beams = search(
-            first.runtime, frames, lengths, [recognizers[i].beam for i in active], first.decode, first.fusion
+            first.runtime,
+            frames,
+            lengths,
+            [recognizers[i].beam for i in active],
+            first.decode,
+            [recognizers[i].fusion for i in active],
         )
         for i, beam in zip(active, beams, strict=True):
             recognizer = recognizers[i]

@@ -13,7 +13,7 @@ from rnnt.beam import beam_search
 from rnnt.config import DecodeConfig
 from rnnt.corpus import read_sentences
 from rnnt.decoding import search
-from rnnt.fusion import Fusion, close_beam
+from rnnt.fusion import NO_FUSION, Fusion, close_beam
 from rnnt.hotwords import ROOT, Hotwords, HotwordsError, Phrase, parse_hotwords, unseen_words
 from rnnt.hypothesis import initial_hypothesis
 from rnnt.lm import NgramLm
@@ -21,7 +21,7 @@ from rnnt.scoring import phrase_recall
 
 from .conftest import DEMO_MODEL, INSPECTOR_SENTENCE, assert_eval_refuses, run_beam_scripts, run_script
 from .test_beam import EXHAUSTIVE_BEAM, SMALL_VOCAB, brute_force, encode, small_runtime
-from .test_decoding import random_features
+from .test_decoding import assert_same_hypothesis, random_features
 
 V = 10
 S = 1.5
@@ -154,6 +154,37 @@ def test_hotwords_change_the_best_hypothesis_and_resume_exactly() -> None:
         (beam,) = search(runtime, encoder_out[:, begin:stop], [stop - begin], [beam], config, fusion)
     assert [h.tokens for h in beam] == [h.tokens for h in whole]
     assert [h.score for h in beam] == pytest.approx([h.score for h in whole], abs=1e-5)
+
+
+def test_streams_searched_together_each_keep_their_own_fusion() -> None:
+    """One batched search with a fusion per stream (hotwords, none, an LM) equals each stream
+    searched alone with its own: the caption server's streams share search calls this way."""
+    runtime = small_runtime(1)
+    lengths = [12, 9, 12]
+    features = random_features(lengths, seed=1)
+    encoder_outs = [encode(runtime, f)[0] for f in features]
+    encoder_out = np.zeros((3, max(lengths), encoder_outs[0].shape[1]), np.float32)
+    for row, out in enumerate(encoder_outs):
+        encoder_out[row, : len(out)] = out
+    config = DecodeConfig(beam_size=4, max_symbols_per_frame=2)
+    start = [initial_hypothesis(runtime)]
+    (plain,) = search(runtime, encoder_out[:1], lengths[:1], [start], config)
+    phrase = next(p for p in [(3, 2, 3, 2), (2, 2, 2, 2), (3, 3, 3, 3)] if not holds(plain[0].tokens, p))
+    fusions = [
+        Fusion(None, Hotwords([Phrase(phrase, 8.0)], SMALL_VOCAB)),
+        NO_FUSION,
+        Fusion(NgramLm.train([[2, 3, 2], [3, 3]], SMALL_VOCAB, "any", order=2)),
+    ]
+    together = search(runtime, encoder_out, lengths, [start] * 3, config, fusions)
+    assert holds(together[0][0].tokens, phrase)
+    for row, fusion in enumerate(fusions):
+        one = slice(row, row + 1)
+        (alone,) = search(runtime, encoder_out[one], lengths[one], [start], config, fusion)
+        assert len(together[row]) == len(alone)
+        for actual, expected in zip(together[row], alone, strict=True):
+            assert_same_hypothesis(actual, expected)
+    with pytest.raises(ValueError, match="2 fusions for 3 streams"):
+        search(runtime, encoder_out, lengths, [start] * 3, config, fusions[:2])
 
 
 @pytest.mark.parametrize(
