@@ -59,7 +59,7 @@ class Session:
     recognizer: StreamingRecognizer
     pending: list[np.ndarray] = field(default_factory=list)
     ended: bool = False  # no more audio will come
-    heard: bool = False  # audio has come (hotwords no longer may)
+    heard: bool = False  # audio has come, maybe not yet to the recogniser (hotwords no longer may)
     outbox: asyncio.Queue[list[CaptionEvent] | None] = field(default_factory=asyncio.Queue)
     finals: list[str] = field(default_factory=list)  # the stream's final texts, in order
 
@@ -142,7 +142,8 @@ class CaptionServer:
             raise ProtocolError(f"text messages must be JSON: {error}") from error
         kind = request.get("type") if isinstance(request, dict) else None
         if kind == HOTWORDS_MESSAGE:
-            session.recognizer = await self._recognizer(self._stream_fusion(session, request))
+            # In the event loop's thread: the session is in no round until its audio comes.
+            session.recognizer.set_fusion(self._stream_fusion(session, request))
             return False
         if kind != END_MESSAGE:
             raise ProtocolError(f'unknown message {message[:80]!r} (expected {{"type": "{END_MESSAGE}"}})')

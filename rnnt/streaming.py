@@ -176,6 +176,15 @@ class StreamingRecognizer:
         self._shown = ""  # the current segment's text in its last event
         self._shown_tokens: list[int] = []  # and its tokens (a chunk without new ones skips decoding)
         self._segment_ctc: list[np.ndarray] = []  # with rescoring: (T', V) CTC log-probs of the segment
+        self.heard = False  # samples have come since the last reset
+
+    def set_fusion(self, fusion: Fusion) -> None:
+        """Search with `fusion` (LM, hotwords) from now on: before the stream's first samples
+        (ValueError after them), so that every hypothesis is searched with it from the start."""
+        if self.heard:
+            raise ValueError("a stream's fusion can only be set before its first samples")
+        check_fusion(fusion, self.decode)
+        self.fusion = fusion
 
     def accept(self, samples: np.ndarray) -> list[CaptionEvent]:
         """Mono samples (S,) at the model's sample rate -> the events they cause."""
@@ -204,6 +213,7 @@ class StreamingRecognizer:
     def _buffer(self, samples: np.ndarray) -> None:
         if samples.ndim != 1:
             raise ValueError(f"expected mono samples of shape (S,), got {samples.shape}")
+        self.heard = True
         self.frames = np.concatenate([self.frames, self.features.accept(samples)])
 
     def _pop_chunk(self) -> np.ndarray:

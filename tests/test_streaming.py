@@ -12,6 +12,8 @@ import torch
 from rnnt.config import BLANK_ID, DecodeConfig, FeatureConfig, ModelConfig, StreamConfig, TokenizerConfig
 from rnnt.decoding import decode_features, search
 from rnnt.features import compute_features
+from rnnt.fusion import Fusion
+from rnnt.hotwords import hotwords_from_text
 from rnnt.hypothesis import Hypothesis
 from rnnt.model import Transducer
 from rnnt.rescoring import rescore_beam
@@ -232,6 +234,43 @@ def test_batched_streams_equal_separate_streams(
     assert [finals(e) for e in batched] == [finals(e) for e in separate]
     assert max(streams_per_search) == len(signals)
     assert any(len(finals(e)) > 1 for e in separate)  # endpoints fell inside shared calls
+
+
+def test_streams_with_their_own_hotwords_share_search_calls(
+    tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream given hotwords (`set_fusion`, before its audio) and a plain one, batched, share
+    search calls and each decodes as it does alone; hotwords after the first samples refused."""
+    model = tiny_model(tokenizer, DecodeConfig(beam_size=3))
+    config = StreamConfig(chunk_ms=180, endpoint_trailing_silence_s=0.3)
+    fusion = Fusion(None, hotwords_from_text("the lazy fox :4.0", tokenizer, 1.5, "test"))
+    signal = speech_like(1.5, seed=1)
+
+    def recognizer(with_hotwords: bool) -> StreamingRecognizer:
+        made = StreamingRecognizer(model, config)
+        if with_hotwords:
+            made.set_fusion(fusion)
+        return made
+
+    separate = [finals(stream(recognizer(h), [signal])) for h in (True, False)]
+    assert separate[0] != separate[1]  # the hotwords changed that stream's words
+    streams_per_search = []
+
+    def spy(runtime: Any, encoder_out: np.ndarray, *args: Any) -> list[list[Hypothesis]]:
+        streams_per_search.append(len(encoder_out))
+        return search(runtime, encoder_out, *args)
+
+    monkeypatch.setattr("rnnt.streaming.search", spy)
+    recognizers = [recognizer(h) for h in (True, False)]
+    batched = decode_chunks(recognizers, [signal, signal])
+    for events, one in zip(batched, recognizers, strict=True):
+        events += one.finish()
+    assert [finals(e) for e in batched] == separate
+    assert max(streams_per_search) == 2
+    started = StreamingRecognizer(model, config)
+    started.accept(signal[:100])
+    with pytest.raises(ValueError, match="before its first samples"):
+        started.set_fusion(fusion)
 
 
 def test_chunk_frames_are_whole_encoder_frames() -> None:
