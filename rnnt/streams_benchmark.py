@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnt.config import StreamConfig
+from rnnt.config import DecodeConfig, StreamConfig
+from rnnt.fusion import NO_FUSION, Fusion
 from rnnt.runtimes import LoadedModel
 from rnnt.streaming import StreamingRecognizer, decode_chunks
 
@@ -54,10 +55,18 @@ def stream_audio(utterances: Sequence[np.ndarray], streams: int) -> list[np.ndar
 
 
 def run_setting(
-    model: LoadedModel, config: StreamConfig, audio: Sequence[np.ndarray], result: StreamsResult
+    model: LoadedModel,
+    config: StreamConfig,
+    audio: Sequence[np.ndarray],
+    result: StreamsResult,
+    decode: DecodeConfig | None = None,
+    fusion: Fusion = NO_FUSION,
 ) -> None:
-    """Decode `audio` (one array per stream) a chunk per stream per round; add to `result`."""
-    recognizers = [StreamingRecognizer(model, config) for _ in audio]
+    """Decode `audio` (one array per stream) a chunk per stream per round; add to `result`.
+
+    `decode` (default: the model's) and `fusion` (LM, hotwords) are every stream's.
+    """
+    recognizers = [StreamingRecognizer(model, config, decode, fusion) for _ in audio]
     rate = model.features.sample_rate
     chunk = max(1, round(config.chunk_ms * rate / 1000))  # samples a stream delivers per round
     started = time.perf_counter()
@@ -78,11 +87,14 @@ def run_interleaved(
     utterances: Sequence[np.ndarray],
     settings: Sequence[StreamsSetting],
     repeats: int,
+    decode: DecodeConfig | None = None,
+    fusion: Fusion = NO_FUSION,
 ) -> list[StreamsResult]:
-    """Every setting `repeats` times, in rotating order, on the same utterances."""
+    """Every setting `repeats` times, in rotating order, on the same utterances (`run_setting`)."""
     results = [StreamsResult(setting) for setting in settings]
     for repeat in range(repeats):
         shift = repeat % len(results)
         for result in results[shift:] + results[:shift]:
-            run_setting(model, config, stream_audio(utterances, result.setting.streams), result)
+            audio = stream_audio(utterances, result.setting.streams)
+            run_setting(model, config, audio, result, decode, fusion)
     return results

@@ -412,7 +412,10 @@ def test_long_speech_is_cut_at_the_maximum_segment(energy_model: LoadedModel) ->
     assert sum(len(e.tokens) for e in events) == encoder_frames  # every frame decoded once
 
 
-def test_streams_benchmark_decodes_all_audio_in_every_setting(tokenizer: Tokenizer) -> None:
+def test_streams_benchmark_decodes_all_audio_in_every_setting(
+    tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every setting decodes all the audio; the streams take the decode config and fusion given."""
     model = tiny_model(tokenizer, DecodeConfig())
     utterances = [speech_like(seconds, seed) for seed, seconds in enumerate([0.9, 1.2, 0.7])]
     settings = [StreamsSetting(1, True), StreamsSetting(2, True), StreamsSetting(2, False)]
@@ -422,6 +425,18 @@ def test_streams_benchmark_decodes_all_audio_in_every_setting(tokenizer: Tokeniz
         row = result.row()
         assert result.audio_s == pytest.approx(audio_s)
         assert row["audio_s_per_s"] > 0 and row["round_ms_p95"] >= row["round_ms_median"] > 0
+    made: list[StreamingRecognizer] = []
+
+    class Recorded(StreamingRecognizer):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr("rnnt.streams_benchmark.StreamingRecognizer", Recorded)
+    decode = DecodeConfig(beam_size=2)
+    fusion = Fusion(None, hotwords_from_text("the fox", tokenizer, 1.5, "test"))
+    run_interleaved(model, StreamConfig(chunk_ms=240), utterances, settings[1:2], 1, decode, fusion)
+    assert len(made) == 2 and all(r.decode == decode and r.fusion is fusion for r in made)
     assert [len(a) for a in stream_audio(utterances, 2)] == [
         len(utterances[0]) + len(utterances[2]),
         len(utterances[1]),
