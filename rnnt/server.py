@@ -94,7 +94,7 @@ class CaptionServer:
 
     async def handle(self, websocket: Any) -> None:
         """One client's stream, from its first message to its last final."""
-        recognizer = await self._recognizer(self.fusion)
+        recognizer = await self._recognizer()
         # Counted after the await, with nothing awaited until the stream is added: connections
         # arriving together cannot all pass the bound.
         if len(self.sessions) >= self.max_streams:
@@ -120,11 +120,11 @@ class CaptionServer:
             self._work.set()
             await sender
 
-    async def _recognizer(self, fusion: Fusion) -> StreamingRecognizer:
+    async def _recognizer(self) -> StreamingRecognizer:
         """A new stream's recogniser, made in the decoding worker: making one runs the
         predictor, which a round may be running at the same moment."""
         loop = asyncio.get_running_loop()
-        make = functools.partial(StreamingRecognizer, self.model, self.stream, self.decode, fusion)
+        make = functools.partial(StreamingRecognizer, self.model, self.stream, self.decode, self.fusion)
         return await loop.run_in_executor(self._executor, make)
 
     async def _receive(self, session: Session, message: str | bytes) -> bool:

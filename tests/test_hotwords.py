@@ -12,7 +12,7 @@ import pytest
 from rnnt.beam import beam_search
 from rnnt.config import DecodeConfig
 from rnnt.corpus import read_sentences
-from rnnt.decoding import search
+from rnnt.decoding import encode_utterances, search
 from rnnt.fusion import NO_FUSION, Fusion, close_beam
 from rnnt.hotwords import ROOT, Hotwords, HotwordsError, Phrase, parse_hotwords, unseen_words
 from rnnt.hypothesis import initial_hypothesis
@@ -160,12 +160,7 @@ def test_streams_searched_together_each_keep_their_own_fusion() -> None:
     """One batched search with a fusion per stream (hotwords, none, an LM) equals each stream
     searched alone with its own: the caption server's streams share search calls this way."""
     runtime = small_runtime(1)
-    lengths = [12, 9, 12]
-    features = random_features(lengths, seed=1)
-    encoder_outs = [encode(runtime, f)[0] for f in features]
-    encoder_out = np.zeros((3, max(lengths), encoder_outs[0].shape[1]), np.float32)
-    for row, out in enumerate(encoder_outs):
-        encoder_out[row, : len(out)] = out
+    encoder_out, lengths = encode_utterances(runtime, random_features([12, 9, 12], seed=1))
     config = DecodeConfig(beam_size=4, max_symbols_per_frame=2)
     start = [initial_hypothesis(runtime)]
     (plain,) = search(runtime, encoder_out[:1], lengths[:1], [start], config)
