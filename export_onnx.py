@@ -37,8 +37,7 @@ log = logging.getLogger("export")
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     if not _CHECKPOINT.value or not _OUTPUT_DIR.value:
         raise ValueError("give --checkpoint=PATH and --output_dir=DIR")
     if _FORMAT.value == "sherpa-onnx":

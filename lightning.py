@@ -24,25 +24,29 @@ from rnnt.training import train_run
 _MODE = flags.DEFINE_enum(
     "mode", "train", ["train", "resume"], "start a run or continue its latest checkpoint"
 )
-_DEVICES = flags.DEFINE_integer("devices", 1, "processes per node (one per GPU; CPU processes without GPUs)")
-_NUM_NODES = flags.DEFINE_integer("num_nodes", 1, "machines taking part")
+_DEVICES = flags.DEFINE_integer(
+    "devices", 1, "processes per node (one per GPU; CPU processes without GPUs)", lower_bound=1
+)
+_NUM_NODES = flags.DEFINE_integer("num_nodes", 1, "machines taking part", lower_bound=1)
 _ACCELERATOR = flags.DEFINE_string("accelerator", "auto", "cpu, cuda or auto")
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     # The standalone lightning-fabric package: this script's own name shadows `lightning`.
     from lightning_fabric import Fabric
 
     config = run_config_from_flags()
     processes = _DEVICES.value * _NUM_NODES.value
-    fabric = Fabric(
-        accelerator=_ACCELERATOR.value,
-        devices=_DEVICES.value,
-        num_nodes=_NUM_NODES.value,
-        strategy="ddp" if processes > 1 else "auto",
-    )
+    try:
+        fabric = Fabric(
+            accelerator=_ACCELERATOR.value,
+            devices=_DEVICES.value,
+            num_nodes=_NUM_NODES.value,
+            strategy="ddp" if processes > 1 else "auto",
+        )
+    except RuntimeError as error:  # e.g. --accelerator=cuda on a machine without a GPU
+        raise ValueError(f"--accelerator={_ACCELERATOR.value}: {error}") from None
     fabric.launch(run_rank, config, _MODE.value == "resume")
 
 

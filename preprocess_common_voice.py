@@ -21,14 +21,15 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", "datasets/common_voice", "where 
 _SPLITS = flags.DEFINE_list(
     "splits", ["train", "dev", "test"], "TSV files to convert (validated, other, ...)"
 )
-_JOBS = flags.DEFINE_integer("jobs", 0, "ffmpeg processes at once (0: one per core)")
-_MAX_CLIPS = flags.DEFINE_integer("max_clips", 0, "convert only each split's first N clips (0: all)")
+_JOBS = flags.DEFINE_integer("jobs", 0, "ffmpeg processes at once (0: one per core)", lower_bound=0)
+_MAX_CLIPS = flags.DEFINE_integer(
+    "max_clips", 0, "convert only each split's first N clips (0: all)", lower_bound=0
+)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    cli.require_flags(_CV_DIR)
+    cli.no_arguments(argv)
+    cli.require_flags(_CV_DIR, _SPLITS)
     reports = []
     for split in _SPLITS.value:
         logging.info("converting %s", split)
@@ -36,6 +37,9 @@ def main(argv: list[str]) -> None:
             prepare_common_voice(_CV_DIR.value, split, _OUTPUT_DIR.value, _JOBS.value, _MAX_CLIPS.value)
         )
     print(summarize(reports))
+    empty = [str(r.manifest) for r in reports if not r.utterances]
+    if empty:
+        raise ValueError(f"no utterance prepared for {', '.join(empty)} (see the counts above)")
 
 
 if __name__ == "__main__":

@@ -21,13 +21,16 @@ from rnnt.server import CaptionServer, serve
 
 RUNTIME = define_runtime_flags()
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "address to listen on")
-_PORT = flags.DEFINE_integer("port", 8000, "port for the page and the WebSocket (0: any free port)")
-_MAX_STREAMS = flags.DEFINE_integer("max_streams", 16, "streams served at once; more are refused")
+_PORT = flags.DEFINE_integer(
+    "port", 8000, "port for the page and the WebSocket (0: any free port)", lower_bound=0, upper_bound=65535
+)
+_MAX_STREAMS = flags.DEFINE_integer(
+    "max_streams", 16, "streams served at once; more are refused", lower_bound=1
+)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     logging.getLogger("websockets").setLevel(logging.WARNING)  # not a line per page load
     model = RUNTIME.load()
     server = CaptionServer(model, *live_configs_from_flags(model), max_streams=_MAX_STREAMS.value)

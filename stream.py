@@ -44,16 +44,17 @@ _FORMAT = flags.DEFINE_string(
 )
 _OUTPUT = flags.DEFINE_string("output", "-", "where captions go as they form (- for stdout)")
 _REALTIME = flags.DEFINE_bool("realtime", False, "feed a file or URL no faster than real time")
-_MAX_CHARS = flags.DEFINE_integer("subtitle_chars", 42, "srt/vtt: characters per subtitle line")
-_MAX_LINES = flags.DEFINE_integer("subtitle_lines", 2, "srt/vtt: lines per subtitle cue")
+_MAX_CHARS = flags.DEFINE_integer(
+    "subtitle_chars", 42, "srt/vtt: characters per subtitle line", lower_bound=1
+)
+_MAX_LINES = flags.DEFINE_integer("subtitle_lines", 2, "srt/vtt: lines per subtitle cue", lower_bound=1)
 
 FORMATS = ("text", "jsonl", *SUBTITLE_FORMATS)
 CLEAR_LINE = "\r\x1b[K"  # carriage return, then erase to the end of the line
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     cli.require_flags(_INPUT)
     if _FORMAT.value not in FORMATS:
         raise ValueError(f"unknown --format={_FORMAT.value} (one of {', '.join(FORMATS)})")

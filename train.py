@@ -38,8 +38,7 @@ log = logging.getLogger("train")
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     config = run_config_from_flags()
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)

@@ -11,7 +11,7 @@ import ctypes.util
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rnnt.audio import AudioError
@@ -43,7 +43,8 @@ def tune_malloc() -> None:
 
 def expected_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input rather than a bug."""
-    errors: list[type[BaseException]] = [AudioError, ModelLoadError, FileNotFoundError, ValueError]
+    # OSError: a missing input, an output path that is a directory, a full disk, a port in use.
+    errors: list[type[BaseException]] = [AudioError, ModelLoadError, OSError, ValueError]
     # A module that was never imported raised nothing: importing it now would only load
     # torch (seconds) to report an error, and a torch-free deployment has neither.
     for module, name in (
@@ -55,6 +56,12 @@ def expected_errors() -> tuple[type[BaseException], ...]:
         if module in sys.modules:
             errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
+
+
+def no_arguments(argv: Sequence[str]) -> None:
+    """ValueError for positional arguments: every script takes flags only."""
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
 
 
 def require_flags(*holders: Any) -> None:

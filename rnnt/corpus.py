@@ -207,6 +207,41 @@ def filter_utterances(utterances: Sequence[Utterance], config: DataConfig) -> li
     return kept
 
 
+def training_corpus(data: DataConfig) -> list[Utterance]:
+    """The training utterances; DataError before anything trains if none is usable."""
+    if not data.train_manifests:
+        raise DataError("--train_manifests is required")
+    utterances = filter_utterances(read_weighted_corpora(data.train_manifests), data)
+    if not utterances:
+        raise DataError(
+            f"{data.train_manifests}: no training utterance has text and a duration within "
+            f"--min_duration={data.min_duration} and --max_duration={data.max_duration} s"
+        )
+    return usable_audio(data.train_manifests, utterances)
+
+
+def dev_corpus(data: DataConfig) -> list[Utterance]:
+    """The dev utterances (none without --dev_manifest); DataError if the manifest has none
+    with text or none whose audio exists."""
+    if not data.dev_manifest:
+        return []
+    utterances = [u for u in read_corpus(data.dev_manifest) if u.text]
+    if not utterances:
+        raise DataError(f"{data.dev_manifest}: no dev utterance has text")
+    return usable_audio(data.dev_manifest, utterances[: data.dev_max_utterances or None])
+
+
+def usable_audio(source: str, utterances: list[Utterance]) -> list[Utterance]:
+    """`utterances` unchanged, or DataError when none of their audio files exists (a wrong
+    path or an unmounted disk, found before training rather than by skipping every batch).
+    A few missing files are left to the loader, which skips and counts them."""
+    if not any(Path(u.audio).is_file() for u in utterances):
+        raise DataError(
+            f"{source}: none of the {len(utterances)} audio files exists (first: {utterances[0].audio})"
+        )
+    return utterances
+
+
 def feature_statistics(
     utterances: Sequence[Utterance], config: FeatureConfig, limit: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -151,10 +151,6 @@ def search(
     Greedy search continues the best hypothesis of each beam and returns one-element beams.
     A `fusion` (LM, hotwords; one for every stream or one per stream) needs beam search.
     """
-    if config.beam_size < 1:
-        raise ValueError(f"beam_size must be at least 1, got {config.beam_size}")
-    if config.max_symbols_per_frame < 1:
-        raise ValueError(f"max_symbols_per_frame must be at least 1, got {config.max_symbols_per_frame}")
     fusions = per_stream(fusion, len(beams))
     for stream_fusion in fusions:
         check_fusion(stream_fusion, config)

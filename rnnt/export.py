@@ -42,6 +42,7 @@ from rnnt.state import LstmState
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 20  # the newest opset the TorchScript exporter writes
+MIN_OPSET = 14  # the oldest exported and parity-checked here (2026-12-04)
 TRACE_BATCH = 2  # example batch for tracing: not 1, so that nothing specialises to it
 TRACE_FRAMES = 8  # example input frames for tracing (times the time reduction)
 INT8_OP_TYPES = ["LSTM", "MatMul", "Gemm", "Gather"]  # every weight: recurrent, Linear, embedding
@@ -84,8 +85,11 @@ def export(
     `parity_audio` is a recording for the parity check (default: synthetic speech).
     Raises `ExportError` when a runtime differs from PyTorch beyond tolerance.
     """
+    if not MIN_OPSET <= opset <= DEFAULT_OPSET:
+        raise ValueError(f"opset must be between {MIN_OPSET} and {DEFAULT_OPSET}, got {opset}")
     bundle = source if isinstance(source, ModelBundle) else load_bundle(source)
     model = bundle.model.eval()
+    features = parity_features(bundle.features, parity_audio)  # bad audio fails before any export
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # An older export's config (until parity holds) and int8 graphs (unless remade) go.
@@ -100,7 +104,6 @@ def export(
         report.files += quantize_onnx(output_dir, config)
         report.notes.append(OPENVINO_INT8_NOTE)
     variants = [(backend, precision) for backend, precision in VARIANTS if int8 or precision == "fp32"]
-    features = parity_features(bundle.features, parity_audio)
     report.parity = check_parity(model, output_dir, features, variants)
     failed = [result for result in report.parity if not result.passed]
     if failed:

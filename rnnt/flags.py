@@ -125,7 +125,7 @@ def define_runtime_flags(default_model: str = "") -> RuntimeFlags:
         ),
         flags.DEFINE_string("backend", "torch", f"runtime: {', '.join(BACKENDS)}"),
         flags.DEFINE_string("precision", "fp32", "fp32; int8 (onnx, needs export --int8); bf16 (openvino)"),
-        flags.DEFINE_integer("threads", 0, "intra-op threads (0: the backend's default)"),
+        flags.DEFINE_integer("threads", 0, "intra-op threads (0: the backend's default)", lower_bound=0),
     )
 
 

@@ -173,6 +173,8 @@ def load_hotwords(path: str | Path, tokenizer: Tokenizer, default_score: float) 
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise HotwordsError(f"cannot read hotwords file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise HotwordsError(f"hotwords file {path}: not UTF-8 text") from None
     return hotwords_from_text(text, tokenizer, default_score, str(path))
 
 

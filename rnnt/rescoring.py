@@ -69,8 +69,6 @@ def rescore_beam(beam: Sequence[Hypothesis], log_probs: np.ndarray, weight: floa
 
 def check_rescoring(runtime: Runtime, config: DecodeConfig) -> None:
     """ValueError if `config.ctc_rescore_weight` cannot be applied with this runtime."""
-    if config.ctc_rescore_weight < 0:
-        raise ValueError(f"ctc_rescore_weight must not be negative, got {config.ctc_rescore_weight}")
     if config.ctc_rescore_weight and config.beam_size == 1:
         raise ValueError("CTC rescoring re-ranks a beam: set --beam_size above 1")
     if config.ctc_rescore_weight and not runtime.has_ctc:

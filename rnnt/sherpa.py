@@ -10,7 +10,6 @@ the `sherpa_onnx` package and decodes utterances with it, as a deployment would.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from rnnt.config import DecodeConfig, FeatureConfig
 from rnnt.corpus import read_corpus
 from rnnt.decoding import decode_features
 from rnnt.features import KALDI_LOW_FREQ_HZ, compute_features, num_frames
-from rnnt.runtimes import LoadedModel, load_model
+from rnnt.runtimes import LoadedModel, load_model, read_json_object
 from rnnt.scoring import ErrorRates, error_rates
 
 TOKENS_FILE = "tokens.txt"
@@ -83,16 +82,32 @@ def open_recognizer(
     options_path = directory / OPTIONS_FILE
     if not options_path.is_file():
         raise SherpaError(f"{directory}: not a sherpa-onnx export (no {OPTIONS_FILE}); run export_onnx.py")
-    options = json.loads(options_path.read_text())
+    options = read_json_object(options_path)
     for name in ("tokens", "bpe_vocab"):
         if name in options:  # exports before bpe.vocab came have no such option
             options[name] = str(directory / options[name])
+    if "tokens" in options:
+        check_tokens_file(Path(options["tokens"]))
     for graph in GRAPHS:
         path = directory / graph_file(graph, precision)
         if not path.is_file():
             raise SherpaError(f"{path}: missing" + (" (export with --int8)" if precision != "fp32" else ""))
         options[graph] = str(path)
-    return sherpa_onnx.OnlineRecognizer.from_transducer(num_threads=num_threads, **(options | overrides))
+    try:
+        return sherpa_onnx.OnlineRecognizer.from_transducer(num_threads=num_threads, **(options | overrides))
+    except (AssertionError, IndexError, RuntimeError, TypeError) as error:  # a damaged export
+        raise SherpaError(f"{directory}: sherpa-onnx cannot load this export: {error}") from None
+
+
+def check_tokens_file(path: Path) -> None:
+    """SherpaError unless `path` holds `piece id` lines: sherpa-onnx ends the whole process
+    (exit 255, no exception) on a malformed tokens.txt, so it is checked first."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SherpaError(f"{path}: unreadable ({error})") from None
+    if not lines or not all(line.rpartition(" ")[2].isdigit() for line in lines):
+        raise SherpaError(f"{path}: not a tokens file (one `piece id` a line)")
 
 
 def transcribe(recognizer: Any, samples: np.ndarray, sample_rate: int) -> list[str]:
@@ -148,7 +163,7 @@ def compare_with_sherpa(
     silence; with `checkpoint`, the toolkit's greedy search with sherpa-onnx's settings over
     the same frames (`decoded_frames`), and how many utterances' tokens differ."""
     recognizer = open_recognizer(directory, precision, num_threads)
-    options = json.loads((Path(directory) / OPTIONS_FILE).read_text())
+    options = read_json_object(Path(directory) / OPTIONS_FILE)
     rate = int(options["sample_rate"])
     chunk = chunk_frames_of(directory)
     tail = round((chunk + 1) * KALDI_FRAME_MS[1] * rate / 1000)

@@ -32,7 +32,10 @@ class Tokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
-        """Train on normalised transcripts (one per item)."""
+        """Train on normalised transcripts (one per item); ValueError for a setting
+        sentencepiece refuses (an unknown kind, a vocabulary larger than the text allows)."""
+        if config.tokenizer_kind not in ("bpe", "char"):
+            raise ValueError(f"--tokenizer_kind must be bpe or char, got {config.tokenizer_kind!r}")
         texts = list(texts)  # iterated twice for a char model
         proto = io.BytesIO()
         options: dict[str, Any] = {
@@ -52,7 +55,10 @@ class Tokenizer:
         else:
             options["use_all_vocab"] = True
             options["vocab_size"] = len({ch for t in texts for ch in t.replace(" ", "\u2581")}) + 2
-        spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=proto, **options)
+        try:
+            spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=proto, **options)
+        except RuntimeError as error:  # sentencepiece's checks, e.g. "Vocabulary size too high"
+            raise ValueError(f"sentencepiece cannot train this tokenizer: {error}") from None
         return cls(proto.getvalue())
 
     @classmethod

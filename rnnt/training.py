@@ -20,11 +20,10 @@ from rnnt.config import RunConfig, TrainConfig, replace
 from rnnt.corpus import (
     DataError,
     Utterance,
+    dev_corpus,
     feature_statistics,
-    filter_utterances,
-    read_corpus,
-    read_weighted_corpora,
     token_density,
+    training_corpus,
 )
 from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro_batches
 from rnnt.device import AMP_DTYPES, describe_device, native_bf16, resolve_amp
@@ -41,6 +40,9 @@ log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.model"
 STATISTICS_UTTERANCES = 500  # utterances sampled for global mean/variance statistics
+# Consecutive batches with no readable utterance that stop a run: unreadable audio, not a
+# few bad files, which the loader skips and counts.
+MAX_EMPTY_STEPS = 5
 
 
 @dataclass
@@ -53,17 +55,6 @@ class TrainState:
     best_wer: float = math.inf
     train_seconds: float = 0.0  # wall time spent training, summed over resumes
     audio_seconds: float = 0.0  # audio processed, summed over ranks
-
-
-def training_corpus(config: RunConfig) -> list[Utterance]:
-    return filter_utterances(read_weighted_corpora(config.data.train_manifests), config.data)
-
-
-def dev_corpus(config: RunConfig) -> list[Utterance]:
-    if not config.data.dev_manifest:
-        return []
-    utterances = [u for u in read_corpus(config.data.dev_manifest) if u.text]
-    return utterances[: config.data.dev_max_utterances or None]
 
 
 def prepare_tokenizer(
@@ -115,7 +106,7 @@ class Trainer:
         self.device = (
             torch.device("cuda", self.dist.local_rank) if torch.cuda.is_available() else torch.device("cpu")
         )
-        train_utterances = training_corpus(config)
+        train_utterances = training_corpus(config.data)
         # Only a new run starts from it: a resumed one restores its own weights, even if the
         # checkpoint it started from has gone since.
         fresh = not ckpt.step_checkpoints(config.run_dir / "models")
@@ -141,7 +132,7 @@ class Trainer:
             self.amp,
         )
         self.train_utterances = train_utterances
-        self.dev_utterances = dev_corpus(self.config)
+        self.dev_utterances = dev_corpus(self.config.data)
         self.optimizer = make_optimizer(self.model, self.config.train)
         self.schedule = LearningRateSchedule(self.config.train)
         self.state = TrainState()
@@ -188,7 +179,7 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         checkpoint = ckpt.read_checkpoint(path)
-        self.model.load_state_dict(checkpoint["model"])
+        ckpt.load_weights(self.model, checkpoint, str(path))  # refuses a changed model config
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.schedule.load_state_dict(checkpoint["schedule"])
         self.state = TrainState(**checkpoint["train_state"])
@@ -325,8 +316,15 @@ class Trainer:
         started = time.monotonic() - self.state.train_seconds
         window_audio, window_start = 0.0, time.monotonic()
         steps = self.step_batches()
+        empty_steps = 0
         while self.state.step < train.max_steps:
             metrics = self.train_step(next(steps))
+            empty_steps = empty_steps + 1 if metrics["audio_seconds"] == 0 else 0
+            if empty_steps == MAX_EMPTY_STEPS:
+                self.save()
+                raise DataError(
+                    f"no utterance of the last {MAX_EMPTY_STEPS} batches could be read (see the log)"
+                )
             self.state.step += 1
             self.state.train_seconds = time.monotonic() - started
             self.state.audio_seconds += metrics["audio_seconds"]

@@ -195,9 +195,3 @@ def test_beam_suppresses_unk() -> None:
     assert any(h.tokens for h in suppressed) and all(UNK_ID not in h.tokens for h in suppressed)
     allowed = decode_features(runtime, features, DecodeConfig(beam_size=3, suppress_unk=False))
     assert all(set(h.tokens) == {UNK_ID} for h in allowed)
-
-
-def test_search_rejects_a_zero_beam() -> None:
-    runtime = tiny_runtime()
-    with pytest.raises(ValueError, match="beam_size"):
-        decode_features(runtime, random_features([8]), DecodeConfig(beam_size=0))

@@ -40,6 +40,8 @@ def test_loss_settings_the_model_cannot_serve_fail_before_training(tmp_path: Pat
     _assert_clean_failure(_smoke(tmp_path, missing, "--prune_range=5"), "--prune_range needs --simple_joint")
     _assert_clean_failure(_smoke(tmp_path, missing, "--simple_joint", "--prune_range=1"), "at least 2")
     _assert_clean_failure(_smoke(tmp_path, missing, "--ctc_weight=0.3"), "--ctc_weight needs --ctc_head")
+    _assert_clean_failure(_smoke(tmp_path, missing, "--hop_length=0"), "hop_length must be positive, got 0")
+    _assert_clean_failure(_smoke(tmp_path, missing, "stray"), "unexpected arguments: stray")
 
 
 def test_manifest_errors_name_file_and_line(tmp_path: Path, tiny_corpus: Path) -> None:
@@ -51,6 +53,14 @@ def test_manifest_errors_name_file_and_line(tmp_path: Path, tiny_corpus: Path) -
     _assert_clean_failure(_smoke(tmp_path, f"--train_manifests={manifest}"), f"{manifest}:1:")
     _assert_clean_failure(
         _smoke(tmp_path, f"--train_manifests={tmp_path / 'none.jsonl'}"), "no such manifest"
+    )
+    # Nothing left to train on: stopped before a tokenizer or a model is built.
+    manifest.write_text(json.dumps({"audio": good.audio, "text": "", "duration": good.duration}) + "\n")
+    _assert_clean_failure(_smoke(tmp_path, f"--train_manifests={manifest}"), "no training utterance has text")
+    gone = {"audio": str(tmp_path / "gone.flac"), "text": "hello", "duration": 1.0}
+    manifest.write_text(json.dumps(gone) + "\n")
+    _assert_clean_failure(
+        _smoke(tmp_path, f"--train_manifests={manifest}"), "none of the 1 audio files exists"
     )
 
 
@@ -67,6 +77,10 @@ def test_bad_utterances_are_skipped_and_counted(tmp_path: Path, tiny_corpus: Pat
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"skipped 1 of {len(lines)} utterances" in result.stderr
     assert "corrupt.wav" in result.stderr and "skipped utterance" in result.stderr
+    # Every file unreadable: the run stops after a few empty batches instead of "training".
+    manifest.write_text(json.dumps(lines[-2]) + "\n")
+    result = _smoke(tmp_path, f"--train_manifests={manifest}", "--dev_manifest=", "--name=unreadable")
+    _assert_clean_failure(result, "no utterance of the last 5 batches could be read")
 
 
 def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny_corpus: Path) -> None:
@@ -89,6 +103,8 @@ def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny
         _smoke(tmp_path, *tuned, f"--init_checkpoint={tmp_path / 'x.pt'}"), "no such checkpoint"
     )
     result = _smoke(tmp_path, *tuned, f"--init_checkpoint={checkpoint}", "--encoder_layers=3")
+    _assert_clean_failure(result, "another model than this run's: encoder_layers=")
+    result = _smoke(tmp_path, *data, "--mode=resume", "--max_steps=4", "--encoder_layers=3")
     _assert_clean_failure(result, "another model than this run's: encoder_layers=")
     utterances = read_librispeech(tiny_corpus / "dev")
     lines = [{"id": u.id, "audio": u.audio, "text": u.text, "duration": u.duration} for u in utterances]
@@ -115,6 +131,10 @@ def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny
         assert f"speaker {speaker}: WER" in result.stdout
     assert "speaker 9999: WER 100.00%" in result.stdout  # its audio is missing: all deletions
     written = [json.loads(line) for line in transcripts.read_text().splitlines()]
+    result = _run(
+        "--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}", f"--transcripts={tmp_path}"
+    )
+    _assert_clean_failure(result, "Is a directory")
     assert sorted(t["id"] for t in written) == sorted([*(u.id for u in utterances), "9999-1-0"])
     manifest.write_text("".join(json.dumps(line) + "\n" for line in missing))
     result = _run("--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}")

@@ -39,13 +39,13 @@ _TOKENIZER_CORPUS = flags.DEFINE_string(
 )
 _WORK_DIR = flags.DEFINE_string("work_dir", "benchmarks", "where --architecture models and JSON go")
 _MANIFEST = flags.DEFINE_string("manifest", "datasets/demo/test", "utterances to decode (and score)")
-_MAX_UTTERANCES = flags.DEFINE_integer("max_utterances", 30, "decode the first N utterances")
+_MAX_UTTERANCES = flags.DEFINE_integer("max_utterances", 30, "decode the first N utterances", lower_bound=1)
 _VARIANTS = flags.DEFINE_list(
     "variants",
     ["torch:fp32", "onnx:fp32", "openvino:fp32", "openvino:bf16", "onnx:int8"],
     "backend:precision list",
 )
-_THREADS = flags.DEFINE_integer("threads", 0, "encoder threads (0: each backend's default)")
+_THREADS = flags.DEFINE_integer("threads", 0, "encoder threads (0: each backend's default)", lower_bound=0)
 _OUTPUT = flags.DEFINE_string("output", "", "JSON path (default <work_dir>/<name>.json)")
 _RSS_PROBE = flags.DEFINE_string("rss_probe", "", "internal: decode with one variant, print peak RSS")
 
@@ -93,9 +93,12 @@ def model_paths(speech: list[np.ndarray]) -> tuple[Path, Path, str]:
 
 def architecture_config(flagfile: str) -> RunConfig:
     """The run config `flagfile` describes (flags it does not set keep their values)."""
-    flags.FLAGS(
-        ["benchmark", *flags.FLAGS.read_flags_from_files([f"--flagfile={flagfile}"], force_gnu=False)]
-    )
+    try:
+        flags.FLAGS(
+            ["benchmark", *flags.FLAGS.read_flags_from_files([f"--flagfile={flagfile}"], force_gnu=False)]
+        )
+    except flags.Error as error:  # a missing flagfile, a flag this toolkit does not know
+        raise ValueError(f"--architecture={flagfile}: {error}") from None
     return run_config_from_flags()
 
 
@@ -110,6 +113,8 @@ def variant_source(backend: str, checkpoint: Path, export_dir: Path) -> Path:
 
 def load_utterances() -> tuple[list[np.ndarray], list[str]]:
     utterances = [u for u in read_corpus(_MANIFEST.value) if u.text][: _MAX_UTTERANCES.value]
+    if not utterances:
+        raise ValueError(f"{_MANIFEST.value}: no utterance with text to decode")
     samples = [u.load(16000) for u in utterances]
     return samples, [u.text for u in utterances]
 
@@ -169,7 +174,8 @@ def report(
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    cli.no_arguments(argv)
+    cli.require_flags(_VARIANTS)
     samples, references = load_utterances()
     checkpoint, export_dir, name = model_paths(samples)
     stream = config_from_flags(StreamConfig)

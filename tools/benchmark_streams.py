@@ -24,10 +24,10 @@ from rnnt.fusion import Fusion
 
 RUNTIME = define_runtime_flags("exports/demo")
 _MANIFEST = flags.DEFINE_string("manifest", "datasets/demo/test", "utterances the streams read")
-_MAX_UTTERANCES = flags.DEFINE_integer("max_utterances", 64, "read the first N utterances")
+_MAX_UTTERANCES = flags.DEFINE_integer("max_utterances", 64, "read the first N utterances", lower_bound=1)
 _STREAMS = flags.DEFINE_list("streams", ["1", "2", "4", "8", "16"], "stream counts to measure")
 _COMPARE = flags.DEFINE_bool("compare_unshared", True, "also measure one search call per stream")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "interleaved repeats of every setting")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "interleaved repeats of every setting", lower_bound=1)
 _OUTPUT = flags.DEFINE_string("output", "", "JSON path (default benchmarks/streams-<model>-<backend>.json)")
 
 COLUMNS = (
@@ -41,8 +41,7 @@ COLUMNS = (
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     model = RUNTIME.load()
     config, decode, fusion = live_configs_from_flags(model)
     rate = model.features.sample_rate

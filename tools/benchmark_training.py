@@ -27,8 +27,8 @@ from rnnt.config import replace
 from rnnt.flags import run_config_from_flags
 
 _VARIANTS = flags.DEFINE_list("variants", ["full", "pruned:5"], "loss variants: full, pruned:R")
-_STEPS = flags.DEFINE_integer("steps", 20, "timed steps per variant")
-_SKIP_STEPS = flags.DEFINE_integer("skip_steps", 3, "untimed steps per variant first")
+_STEPS = flags.DEFINE_integer("steps", 20, "timed steps per variant", lower_bound=1)
+_SKIP_STEPS = flags.DEFINE_integer("skip_steps", 3, "untimed steps per variant first", lower_bound=0)
 _OUTPUT = flags.DEFINE_string("output", "", "JSON path (default benchmarks/training_<recipe>.json)")
 
 COLUMNS = (
@@ -46,7 +46,8 @@ COLUMNS = (
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    cli.no_arguments(argv)
+    cli.require_flags(_VARIANTS)
     variants = [bench.LossVariant.parse(spec) for spec in _VARIANTS.value]
     config = run_config_from_flags()
     if config.train.num_threads:

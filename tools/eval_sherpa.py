@@ -22,12 +22,11 @@ _EXPORT_DIR = flags.DEFINE_string("export_dir", "", "directory export_onnx.py --
 _EVAL_SET = flags.DEFINE_string("eval_set", "", "JSONL manifest, LibriSpeech or TED-LIUM directory")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "", "the exported checkpoint, to compare transcripts")
 _PRECISION = flags.DEFINE_enum("precision", "fp32", ["fp32", "int8"], "which graphs sherpa-onnx runs")
-_THREADS = flags.DEFINE_integer("num_threads", 1, "sherpa-onnx's threads")
+_THREADS = flags.DEFINE_integer("num_threads", 1, "sherpa-onnx's threads", lower_bound=1)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     cli.require_flags(_EXPORT_DIR, _EVAL_SET)
     report = compare_with_sherpa(
         _EXPORT_DIR.value, _EVAL_SET.value, _CHECKPOINT.value or None, _PRECISION.value, _THREADS.value

@@ -28,8 +28,7 @@ _OUTPUT = flags.DEFINE_string("output", "", "hotwords file to write, one word a 
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     cli.require_flags(_TRAIN, _EVAL_SET, _OUTPUT)
     train = read_sentences(_TRAIN.value)
     words = unseen_words(train, read_sentences(_EVAL_SET.value))

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from absl import app, flags
+from google.protobuf.message import DecodeError
 from tensorboardX.proto import event_pb2
 
 from rnnt import atomic, cli
@@ -44,7 +45,10 @@ def read_scalars(run_dir: Path) -> dict[str, dict[int, float]]:
     scalars: dict[str, dict[int, float]] = defaultdict(dict)
     for path in sorted(run_dir.glob("events.out.tfevents.*")):
         for record in read_records(path):
-            event = event_pb2.Event.FromString(record)
+            try:
+                event = event_pb2.Event.FromString(record)
+            except DecodeError:
+                raise ValueError(f"{path}: a corrupt event record") from None
             for value in event.summary.value:
                 if value.HasField("simple_value"):
                     scalars[value.tag][event.step] = value.simple_value
@@ -73,11 +77,13 @@ def _nearest(series: dict[int, float], step: int) -> float:
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    cli.no_arguments(argv)
     run_dir = Path(_RUN_DIR.value)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run directory")
     rows = learning_curve(read_scalars(run_dir))
+    if not rows:
+        raise ValueError(f"{run_dir}: no dev evaluation in its tensorboard events")
     print(f"{'step':>6} {'minutes':>8} {'dev WER %':>10} {'dev CER %':>10} {'train loss':>11}")
     for row in rows:
         print(

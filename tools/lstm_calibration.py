@@ -45,7 +45,7 @@ COLUMNS = (
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    cli.no_arguments(argv)
     shape = calibration.StackShape(_LAYERS.value, _HIDDEN.value, _INPUT_DIM.value, _CHUNK_FRAMES.value)
     bandwidth = benchmark.Bandwidth.measure_for_hidden(shape.hidden)
     encoders = calibration.plain_stack_encoders(shape, Path(_WORK_DIR.value), bandwidth, _THREADS.value)

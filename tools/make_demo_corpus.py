@@ -37,8 +37,7 @@ flags.DEFINE_integer(
 
 def main(argv: Sequence[str]) -> None:
     """Builds the corpus (and the cross sets asked for), or reports that it is up to date."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     config = config_from_holders(DemoCorpusConfig, CORPUS_FLAGS)
     try:
         report = build_demo_corpus(config, Path(FLAGS.output_dir), FLAGS.jobs, FLAGS.cross_utterances)

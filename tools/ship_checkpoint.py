@@ -19,7 +19,7 @@ flags.mark_flag_as_required("checkpoint")
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    cli.no_arguments(argv)
     sources = _CHECKPOINT.value
     if len(sources) == 1:
         path = save_for_inference(sources[0], _OUTPUT.value)

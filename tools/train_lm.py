@@ -35,12 +35,12 @@ _DISCOUNT = flags.DEFINE_float("discount", 0.75, "Kneser-Ney absolute discount")
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.no_arguments(argv)
     cli.require_flags(_TEXT, _OUTPUT)
     model_path = Path(_MODEL.value)
     tokenizer = load_model(model_path, "torch" if model_path.is_file() else "onnx").tokenizer
     sentences = read_sentences(_TEXT.value)  # each once: a sentence read by two speakers is one sentence
+    dev = read_sentences(_DEV.value) if _DEV.value else []  # read first: a bad --dev fails before training
     lm = NgramLm.train(
         (tokenizer.encode(s) for s in sentences),
         tokenizer.vocab_size,
@@ -51,8 +51,8 @@ def main(argv: list[str]) -> None:
     lm.save(_OUTPUT.value)
     size_mb = Path(_OUTPUT.value).stat().st_size / 1e6
     print(f"wrote {_OUTPUT.value}: {lm.order}-gram over {len(sentences)} sentences ({size_mb:.1f} MB)")
-    if _DEV.value:
-        perplexity, count = lm.perplexity(tokenizer.encode(s) for s in read_sentences(_DEV.value))
+    if dev:
+        perplexity, count = lm.perplexity(tokenizer.encode(s) for s in dev)
         print(f"{_DEV.value}: perplexity {perplexity:.2f} per token ({count} tokens)")
 
 

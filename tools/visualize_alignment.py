@@ -34,7 +34,7 @@ DPI = 110
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    cli.no_arguments(argv)
     loaded = load_model(_MODEL.value, _BACKEND.value)
     samples = load_audio(_INPUT.value, loaded.features.sample_rate)
     features = compute_features(samples, loaded.features)

@@ -165,11 +165,22 @@ def existing_graph_file(directory: Path, backend: str, graph: str, precision: st
     return path
 
 
+def read_json_object(path: Path) -> dict:
+    """The JSON object in `path`, or ModelLoadError naming the file if it holds anything else."""
+    try:
+        value = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{path}: not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
 def read_export_config(directory: Path) -> dict:
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise ModelLoadError(f"{directory}: not an export directory (no {CONFIG_FILE}); run export_onnx.py")
-    config = json.loads(config_path.read_text())
+    config = read_json_object(config_path)
     if config.get("format") != EXPORT_FORMAT:
         raise ModelLoadError(
             f"{config_path}: export format {config.get('format')!r}, this version reads {EXPORT_FORMAT!r};"

@@ -1,0 +1,34 @@
+"""Configs refuse values no run can use, at construction, naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, StreamConfig, TrainConfig
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: FeatureConfig(hop_length=0), "hop_length must be positive, got 0"),
+        (lambda: FeatureConfig(sample_rate=-16000), "sample_rate must be positive"),
+        (lambda: ModelConfig(encoder_layers=0), "encoder_layers must be positive"),
+        (lambda: ModelConfig(encoder_dropout=1.5), "encoder_dropout must be between 0 and 1"),
+        (lambda: TrainConfig(max_steps=-5), "max_steps must be positive"),
+        (lambda: TrainConfig(num_threads=-1), "num_threads must be non-negative"),
+        (lambda: DecodeConfig(beam_size=0), "beam_size must be positive"),
+        (lambda: DecodeConfig(ctc_rescore_weight=-1), "ctc_rescore_weight must be non-negative"),
+        (lambda: StreamConfig(chunk_ms=0), "chunk_ms must be positive"),
+        (lambda: StreamConfig(endpoint_silence_s=-1), "endpoint_silence_s must be non-negative"),
+    ],
+)
+def test_a_bad_value_fails_at_construction(build, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_the_defaults_and_the_bounds_themselves_are_accepted() -> None:
+    FeatureConfig()
+    ModelConfig(encoder_dropout=1.0, reduction_after=0)
+    TrainConfig(max_minutes=0, warmup_steps=0, num_threads=0)
+    StreamConfig(endpoint_silence_s=0)
