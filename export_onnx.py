@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from rnnt import cli
 from rnnt.config import StreamConfig
@@ -85,4 +85,4 @@ def print_parity(report: ExportReport) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

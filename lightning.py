@@ -13,7 +13,7 @@ results: the same flagfile on the same ranks gives the same weights either way.
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from rnnt import cli
 from rnnt.config import RunConfig
@@ -57,4 +57,4 @@ def run_rank(fabric: object, config: RunConfig, resume: bool) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from absl import app, flags
+from absl import flags
 
 from rnnt import cli
 from rnnt.preparation import prepare_common_voice, summarize
@@ -43,4 +43,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from absl import app, flags
+from absl import flags
 
 from rnnt import cli
 from rnnt.flags import define_runtime_flags, live_configs_from_flags
@@ -38,4 +38,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

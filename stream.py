@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from rnnt import cli
 from rnnt.captions import SUBTITLE_FORMATS, SubtitleWriter
@@ -111,4 +111,4 @@ def show(event: CaptionEvent, output_format: str, out: TextIO) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

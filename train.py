@@ -14,7 +14,7 @@ import os
 
 import torch
 import torch.distributed as dist
-from absl import app, flags
+from absl import flags
 
 from rnnt import checkpoint as ckpt
 from rnnt import cli
@@ -102,4 +102,4 @@ def _init_distributed() -> Distributed:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -1,6 +1,6 @@
 """What every top-level script shares: logging, allocator tuning and one-line errors.
 
-Scripts wrap their `main` with `guarded`: an expected failure (bad input, missing file,
+Scripts start their `main` with `run`: an expected failure (bad input, missing file,
 unusable checkpoint) prints one line `error: ...` and exits 1 instead of a traceback.
 """
 
@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from absl import app
 
 from rnnt.audio import AudioError
 from rnnt.runtimes import ModelLoadError
@@ -69,6 +71,17 @@ def require_flags(*holders: Any) -> None:
     for holder in holders:
         if not holder.value:
             raise ValueError(f"--{holder.name} is required")
+
+
+def run(main: Callable[[list[str]], Any]) -> None:
+    """`absl.app.run(guarded(main))`, and a flagfile that is not text (absl reads it before
+    `main` starts, outside `guarded`) also answered with one line and exit 1."""
+    try:
+        app.run(guarded(main))
+    except UnicodeDecodeError as error:
+        # Written directly: absl's logging would first warn that flags are not parsed yet.
+        sys.stderr.write(f"error: a --flagfile is not UTF-8 text ({error})\n")
+        sys.exit(1)
 
 
 def guarded(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:

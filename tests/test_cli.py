@@ -32,6 +32,9 @@ def _smoke(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_missing_flagfile_and_unknown_flag(tmp_path: Path) -> None:
     _assert_clean_failure(_run(f"--flagfile={tmp_path / 'nope.txt'}"), "Unable to open flagfile")
     _assert_clean_failure(_run("--no_such_flag=1"), "Unknown command line flag 'no_such_flag'")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(bytes(range(128, 256)))
+    _assert_clean_failure(_run(f"--flagfile={binary}"), "a --flagfile is not UTF-8 text")
 
 
 def test_loss_settings_the_model_cannot_serve_fail_before_training(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from rnnt import atomic, benchmark, cli
 from rnnt.config import DecodeConfig, RunConfig, StreamConfig
@@ -207,4 +207,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from rnnt import atomic, cli, streams_benchmark
 from rnnt.benchmark import format_table, host_description
@@ -91,4 +91,4 @@ def fusion_note(fusion: Fusion) -> str:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

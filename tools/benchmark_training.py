@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from absl import app, flags
+from absl import flags
 
 from rnnt import atomic, cli
 from rnnt import training_benchmark as bench
@@ -69,4 +69,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

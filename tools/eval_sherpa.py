@@ -13,7 +13,7 @@ the same frames, and the tool prints its WER and how many transcripts differ (0 
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from rnnt import cli
 from rnnt.sherpa import compare_with_sherpa
@@ -44,4 +44,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

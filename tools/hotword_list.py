@@ -13,7 +13,7 @@ the search recovers (`--mode=eval` prints the recall and false alarms), not a WE
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from rnnt import atomic, cli
 from rnnt.corpus import read_sentences
@@ -41,4 +41,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 from google.protobuf.message import DecodeError
 from tensorboardX.proto import event_pb2
 
@@ -95,4 +95,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -6,7 +6,7 @@ python tools/ship_checkpoint.py --checkpoint=logs/demo/models/9000.pt,logs/demo/
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from rnnt import cli
 from rnnt.checkpoint import average_checkpoints, save_for_inference
@@ -29,4 +29,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from rnnt import cli
 from rnnt.alignment import lattice_posteriors
@@ -77,4 +77,4 @@ def draw(features, num_mel_bins, pieces, frames, posteriors, frame_ms):  # type:
 
 
 if __name__ == "__main__":
-    app.run(cli.guarded(main))
+    cli.run(main)
