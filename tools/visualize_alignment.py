@@ -38,6 +38,8 @@ def main(argv: list[str]) -> None:
     loaded = load_model(_MODEL.value, _BACKEND.value)
     samples = load_audio(_INPUT.value, loaded.features.sample_rate)
     features = compute_features(samples, loaded.features)
+    if len(features) < loaded.model.time_reduction:
+        raise ValueError(f"{_INPUT.value}: too short to draw (less than one encoder frame)")
     runtime = loaded.runtime
     hyp = decode_features(runtime, [features], loaded.decode)[0]
     encoder_out, _ = runtime.encode(features[None], runtime.init_encoder_state(1))
