@@ -14,6 +14,19 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _new_file_mode() -> int:
+    """The permissions `open()` gives a new file: 0o666 less the process's umask (read by
+    setting it, the only way, and restoring it at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+# mkstemp makes its file private (0o600); outputs (checkpoints, captions, exports) are shared
+# like any other file the user writes. Read once: a process does not change its umask mid-run.
+NEW_FILE_MODE = _new_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A file to write (`mode` "w" or "wb") that replaces `path` only if the block succeeds."""
@@ -21,6 +34,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, NEW_FILE_MODE)
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as file:
             yield file

@@ -88,6 +88,13 @@ def test_atomic_save_replaces_existing_file(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]
 
 
+def test_atomic_writes_get_the_permissions_of_plain_writes(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic.write_text(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode
+
+
 def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     path = tmp_path / "out" / "rows.json"
     atomic.write_text(path, "old\n")

@@ -9,6 +9,8 @@ Bottom: the probability of a non-blank emission along the decoded path.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -16,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from absl import flags
 
-from rnnt import cli
+from rnnt import atomic, cli
 from rnnt.alignment import lattice_posteriors
 from rnnt.audio import load_audio
 from rnnt.decoding import decode_features
@@ -49,8 +51,11 @@ def main(argv: list[str]) -> None:
         features, loaded.features.num_mel_bins, pieces, hyp.frames, posteriors, loaded.features.frame_ms
     )
     figure.suptitle(loaded.tokenizer.decode(hyp.tokens) or "(nothing decoded)")
-    figure.savefig(_OUTPUT.value, dpi=DPI)
-    print(f"wrote {_OUTPUT.value}")
+    output = Path(_OUTPUT.value)
+    output = output if output.suffix else output.with_suffix(".png")  # what matplotlib would write
+    with atomic.atomic_open(output, "wb") as file:  # no half-written figure if stopped
+        figure.savefig(file, dpi=DPI, format=output.suffix[1:])
+    print(f"wrote {output}")
 
 
 def draw(features, num_mel_bins, pieces, frames, posteriors, frame_ms):  # type: ignore[no-untyped-def]
