@@ -37,7 +37,7 @@ log = logging.getLogger("export")
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     if not _CHECKPOINT.value or not _OUTPUT_DIR.value:
         raise ValueError("give --checkpoint=PATH and --output_dir=DIR")
     if _FORMAT.value == "sherpa-onnx":

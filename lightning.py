@@ -32,7 +32,7 @@ _ACCELERATOR = flags.DEFINE_string("accelerator", "auto", "cpu, cuda or auto")
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     # The standalone lightning-fabric package: this script's own name shadows `lightning`.
     from lightning_fabric import Fabric
 

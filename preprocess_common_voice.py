@@ -28,7 +28,7 @@ _MAX_CLIPS = flags.DEFINE_integer(
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     cli.require_flags(_CV_DIR, _SPLITS)
     reports = []
     for split in _SPLITS.value:

@@ -30,7 +30,7 @@ _MAX_STREAMS = flags.DEFINE_integer(
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     logging.getLogger("websockets").setLevel(logging.WARNING)  # not a line per page load
     model = RUNTIME.load()
     server = CaptionServer(model, *live_configs_from_flags(model), max_streams=_MAX_STREAMS.value)

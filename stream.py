@@ -54,7 +54,7 @@ CLEAR_LINE = "\r\x1b[K"  # carriage return, then erase to the end of the line
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     cli.require_flags(_INPUT)
     if _FORMAT.value not in FORMATS:
         raise ValueError(f"unknown --format={_FORMAT.value} (one of {', '.join(FORMATS)})")

@@ -38,7 +38,7 @@ log = logging.getLogger("train")
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     config = run_config_from_flags()
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)

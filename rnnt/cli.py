@@ -11,7 +11,7 @@ import ctypes.util
 import functools
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from absl import app
@@ -60,12 +60,6 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def no_arguments(argv: Sequence[str]) -> None:
-    """ValueError for positional arguments: every script takes flags only."""
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
-
-
 def require_flags(*holders: Any) -> None:
     """ValueError ("--name is required") for the first of these absl flags left empty."""
     for holder in holders:
@@ -85,13 +79,16 @@ def run(main: Callable[[list[str]], Any]) -> None:
 
 
 def guarded(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
-    """Wrap an absl `main`: logging set up, expected errors as one line and exit 1."""
+    """Wrap an absl `main`: logging set up, positional arguments refused, expected errors as
+    one line and exit 1."""
 
     @functools.wraps(main)
     def wrapper(argv: list[str]) -> Any:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
         tune_malloc()
         try:
+            if len(argv) > 1:  # every script takes flags only
+                raise ValueError(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
             return main(argv)
         except expected_errors() as error:
             log.error("error: %s", error)

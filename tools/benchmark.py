@@ -174,7 +174,7 @@ def report(
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     cli.require_flags(_VARIANTS)
     samples, references = load_utterances()
     checkpoint, export_dir, name = model_paths(samples)

@@ -41,7 +41,7 @@ COLUMNS = (
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     model = RUNTIME.load()
     config, decode, fusion = live_configs_from_flags(model)
     rate = model.features.sample_rate

@@ -46,7 +46,7 @@ COLUMNS = (
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     cli.require_flags(_VARIANTS)
     variants = [bench.LossVariant.parse(spec) for spec in _VARIANTS.value]
     config = run_config_from_flags()

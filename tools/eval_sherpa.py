@@ -26,7 +26,7 @@ _THREADS = flags.DEFINE_integer("num_threads", 1, "sherpa-onnx's threads", lower
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     cli.require_flags(_EXPORT_DIR, _EVAL_SET)
     report = compare_with_sherpa(
         _EXPORT_DIR.value, _EVAL_SET.value, _CHECKPOINT.value or None, _PRECISION.value, _THREADS.value

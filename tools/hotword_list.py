@@ -28,7 +28,7 @@ _OUTPUT = flags.DEFINE_string("output", "", "hotwords file to write, one word a 
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     cli.require_flags(_TRAIN, _EVAL_SET, _OUTPUT)
     train = read_sentences(_TRAIN.value)
     words = unseen_words(train, read_sentences(_EVAL_SET.value))

@@ -77,7 +77,7 @@ def _nearest(series: dict[int, float], step: int) -> float:
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     run_dir = Path(_RUN_DIR.value)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run directory")

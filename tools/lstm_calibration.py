@@ -45,7 +45,7 @@ COLUMNS = (
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     shape = calibration.StackShape(_LAYERS.value, _HIDDEN.value, _INPUT_DIM.value, _CHUNK_FRAMES.value)
     bandwidth = benchmark.Bandwidth.measure_for_hidden(shape.hidden)
     encoders = calibration.plain_stack_encoders(shape, Path(_WORK_DIR.value), bandwidth, _THREADS.value)

@@ -37,7 +37,7 @@ flags.DEFINE_integer(
 
 def main(argv: Sequence[str]) -> None:
     """Builds the corpus (and the cross sets asked for), or reports that it is up to date."""
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     config = config_from_holders(DemoCorpusConfig, CORPUS_FLAGS)
     try:
         report = build_demo_corpus(config, Path(FLAGS.output_dir), FLAGS.jobs, FLAGS.cross_utterances)

@@ -19,7 +19,7 @@ flags.mark_flag_as_required("checkpoint")
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     sources = _CHECKPOINT.value
     if len(sources) == 1:
         path = save_for_inference(sources[0], _OUTPUT.value)

@@ -35,7 +35,7 @@ _DISCOUNT = flags.DEFINE_float("discount", 0.75, "Kneser-Ney absolute discount")
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     cli.require_flags(_TEXT, _OUTPUT)
     model_path = Path(_MODEL.value)
     tokenizer = load_model(model_path, "torch" if model_path.is_file() else "onnx").tokenizer

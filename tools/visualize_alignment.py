@@ -36,7 +36,7 @@ DPI = 110
 
 
 def main(argv: list[str]) -> None:
-    cli.no_arguments(argv)
+    del argv  # positional arguments are refused by cli.run
     loaded = load_model(_MODEL.value, _BACKEND.value)
     samples = load_audio(_INPUT.value, loaded.features.sample_rate)
     features = compute_features(samples, loaded.features)
