@@ -119,6 +119,18 @@ class ModelConfig(Checked):
         False, "add the linear joint (encoder and predictor each projected to V, added) --prune_range needs"
     )
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # The encoder reduces time after layer `reduction_after`; outside 1..layers it would
+        # never reduce while `output_lengths` still divides, and the loss would misalign.
+        if self.time_reduction > 1 and not 1 <= self.reduction_after <= self.encoder_layers:
+            raise ValueError(
+                f"reduction_after must be between 1 and encoder_layers ({self.encoder_layers}), "
+                f"got {self.reduction_after}"
+            )
+        if self.predictor == "stateless" and self.predictor_context < 2:
+            raise ValueError(f"predictor_context must be at least 2, got {self.predictor_context}")
+
     @property
     def predictor_state_shape(self) -> tuple[int, int]:
         """(layers, width) of each of the predictor state's two arrays (`rnnt.state.LstmState`):

@@ -14,6 +14,15 @@ from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, StreamConfig, 
         (lambda: FeatureConfig(sample_rate=-16000), "sample_rate must be positive"),
         (lambda: ModelConfig(encoder_layers=0), "encoder_layers must be positive"),
         (lambda: ModelConfig(encoder_dropout=1.5), "encoder_dropout must be between 0 and 1"),
+        (
+            lambda: ModelConfig(reduction_after=0),
+            r"reduction_after must be between 1 and encoder_layers \(4\)",
+        ),
+        (lambda: ModelConfig(reduction_after=5), "reduction_after must be between 1 and encoder_layers"),
+        (
+            lambda: ModelConfig(predictor="stateless", predictor_context=1),
+            "predictor_context must be at least 2",
+        ),
         (lambda: TrainConfig(max_steps=-5), "max_steps must be positive"),
         (lambda: TrainConfig(num_threads=-1), "num_threads must be non-negative"),
         (lambda: DecodeConfig(beam_size=0), "beam_size must be positive"),
@@ -29,6 +38,7 @@ def test_a_bad_value_fails_at_construction(build, message: str) -> None:  # type
 
 def test_the_defaults_and_the_bounds_themselves_are_accepted() -> None:
     FeatureConfig()
-    ModelConfig(encoder_dropout=1.0, reduction_after=0)
+    ModelConfig(encoder_dropout=1.0, reduction_after=4)
+    ModelConfig(time_reduction=1, reduction_after=0)  # no reduction: the layer is unused
     TrainConfig(max_minutes=0, warmup_steps=0, num_threads=0)
     StreamConfig(endpoint_silence_s=0)
