@@ -61,7 +61,7 @@ def run_eval(config: RunConfig) -> None:
         raise ValueError("--mode=eval needs --eval_set=PATH (or --test_manifest)")
     utterances = [u for u in read_corpus(corpus) if u.text]
     runtime = TorchRuntime(bundle.model)
-    decode = decode_config_from_flags()
+    decode = decode_config_from_flags(bundle.decode)  # the checkpoint's, as stream.py decodes
     fusion = fusion_from_flags(bundle.tokenizer, decode)
     result = evaluate(runtime, bundle.features, bundle.tokenizer, utterances, decode, fusion=fusion)
     rates = result.rates

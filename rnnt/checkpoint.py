@@ -89,15 +89,12 @@ def bundle_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint
     )
 
 
-def load_weights(model: Transducer, checkpoint: dict[str, Any], source: str) -> None:
-    """Load `checkpoint`'s weights into `model`, built from the same model config (fine-tuning)."""
-    saved = from_dict(ModelConfig, checkpoint["configs"]["model"])
-    if saved != model.config:
-        changed = sorted(
-            f"{name}={getattr(saved, name)!r} (run: {getattr(model.config, name)!r})"
-            for name in (f.name for f in dataclasses.fields(ModelConfig))
-            if getattr(saved, name) != getattr(model.config, name)
-        )
+def load_weights(model: Transducer, features: FeatureConfig, checkpoint: dict[str, Any], source: str) -> None:
+    """Load `checkpoint`'s weights into `model`, built from the same model and feature configs
+    (fine-tuning, resuming): other features would feed the weights frames they never saw."""
+    changed = _changed_fields(from_dict(ModelConfig, checkpoint["configs"]["model"]), model.config)
+    changed += _changed_fields(from_dict(FeatureConfig, checkpoint["configs"]["feature"]), features)
+    if changed:
         raise CheckpointError(f"{source}: another model than this run's: {', '.join(changed)}")
     model.load_state_dict(checkpoint["model"])
     train_state = checkpoint.get("train_state", {})
@@ -106,6 +103,15 @@ def load_weights(model: Transducer, checkpoint: dict[str, Any], source: str) -> 
         source,
         train_state.get("step", "?"),
         train_state.get("train_seconds", 0.0) / 60,
+    )
+
+
+def _changed_fields(saved: Any, current: Any) -> list[str]:
+    """`name=saved (run: current)` for each field of two configs of one class that differs."""
+    return sorted(
+        f"{name}={getattr(saved, name)!r} (run: {getattr(current, name)!r})"
+        for name in (f.name for f in dataclasses.fields(current))
+        if getattr(saved, name) != getattr(current, name)
     )
 
 

@@ -22,17 +22,19 @@ NO_TOKEN = -1  # A stateless predictor's context before the start token (zero em
 POSITIVE = "positive"
 NON_NEGATIVE = "non-negative"
 FRACTION = "between 0 and 1"
+BELOW_ONE = "at least 0 and below 1"
 _CHECKS = {
     POSITIVE: lambda value: value > 0,
     NON_NEGATIVE: lambda value: value >= 0,
     FRACTION: lambda value: 0 <= value <= 1,
+    BELOW_ONE: lambda value: 0 <= value < 1,
 }
 
 
-def described(default: Any, help: str, check: str = "") -> Any:
-    """A dataclass field with a help text (the absl flag's help; `rnnt.config_flags`) and,
-    optionally, a `check` its value must pass (POSITIVE, NON_NEGATIVE or FRACTION)."""
-    return field(default=default, metadata={"help": help, "check": check})
+def described(default: Any, help: str, check: str = "", choices: tuple[str, ...] = ()) -> Any:
+    """A dataclass field with a help text (its absl flag's; `rnnt.config_flags`) and optionally
+    a `check` its value must pass (POSITIVE, NON_NEGATIVE, ...) or `choices` it must be in."""
+    return field(default=default, metadata={"help": help, "check": check, "choices": choices})
 
 
 class Checked:
@@ -44,6 +46,9 @@ class Checked:
             value = getattr(self, config_field.name)
             if check and not _CHECKS[check](value):
                 raise ValueError(f"{config_field.name} must be {check}, got {value}")
+            choices = config_field.metadata.get("choices", ())
+            if choices and value not in choices:
+                raise ValueError(f"{config_field.name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 def _derived(default: Any, help: str, check: str = "") -> Any:
@@ -56,13 +61,23 @@ class FeatureConfig(Checked):
     """Audio -> stacked log-mel frames. Defaults are the reference's features."""
 
     sample_rate: int = described(16000, "audio sample rate the model expects, Hz", check=POSITIVE)
-    feature_kind: str = described("logmel", "logmel (reference: Hann, natural log) or kaldi_fbank")
+    feature_kind: str = described(
+        "logmel", "logmel (reference: Hann, natural log) or kaldi_fbank", choices=("logmel", "kaldi_fbank")
+    )
     num_mel_bins: int = described(80, "mel filterbank channels", check=POSITIVE)
     n_fft: int = described(512, "FFT size, samples", check=POSITIVE)
     win_length: int = described(400, "analysis window, samples", check=POSITIVE)
     hop_length: int = described(160, "frame shift, samples", check=POSITIVE)
     preemphasis: float = described(0.97, "pre-emphasis coefficient, applied within each frame")
     stack_frames: int = described(3, "consecutive frames concatenated into one model frame", check=POSITIVE)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # The streaming framer keeps no skip between calls; rfft would silently cut a window.
+        if self.hop_length > self.win_length:
+            raise ValueError(f"hop_length ({self.hop_length}) must not exceed win_length ({self.win_length})")
+        if self.n_fft < self.win_length:
+            raise ValueError(f"n_fft ({self.n_fft}) must be at least win_length ({self.win_length})")
 
     @property
     def feature_dim(self) -> int:
@@ -83,7 +98,7 @@ class FeatureConfig(Checked):
 class TokenizerConfig(Checked):
     """Sentencepiece model trained on the training transcripts."""
 
-    tokenizer_kind: str = described("bpe", "bpe or char (sentencepiece model types)")
+    tokenizer_kind: str = described("bpe", "bpe or char (sentencepiece model types)", choices=("bpe", "char"))
     vocab_size: int = described(256, "pieces including <blk> and <unk> (ignored for char)", check=POSITIVE)
 
 
@@ -93,7 +108,9 @@ class ModelConfig(Checked):
 
     vocab_size: int = _derived(256, "output classes including blank (set from the tokenizer)", POSITIVE)
     input_dim: int = _derived(240, "model frame width (set from the features)", POSITIVE)
-    input_norm: str = described("layernorm", "per-frame layernorm (reference) or global mean/std")
+    input_norm: str = described(
+        "layernorm", "per-frame layernorm (reference) or global mean/std", choices=("layernorm", "global")
+    )
     encoder_layers: int = described(4, "stacked unidirectional LSTM layers", check=POSITIVE)
     encoder_hidden: int = described(256, "encoder LSTM width", check=POSITIVE)
     encoder_output: int = described(256, "encoder Linear projection width", check=POSITIVE)
@@ -106,6 +123,7 @@ class ModelConfig(Checked):
         "lstm",
         "lstm (reference) or stateless (the last predictor_context tokens through a Conv1d, icefall's: "
         "what sherpa-onnx runs)",
+        choices=("lstm", "stateless"),
     )
     predictor_context: int = described(2, "stateless predictor: tokens it sees, the newest included (>= 2)")
     predictor_embed: int = described(256, "predictor token embedding width", check=POSITIVE)
@@ -121,8 +139,7 @@ class ModelConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        # The encoder reduces time after layer `reduction_after`; outside 1..layers it would
-        # never reduce while `output_lengths` still divides, and the loss would misalign.
+        # Outside 1..layers the encoder would never reduce time while `output_lengths` divides.
         if self.time_reduction > 1 and not 1 <= self.reduction_after <= self.encoder_layers:
             raise ValueError(
                 f"reduction_after must be between 1 and encoder_layers ({self.encoder_layers}), "
@@ -170,12 +187,12 @@ class AugmentConfig(Checked):
     noise_snr_db: float = described(20.0, "lowest signal-to-noise ratio of that noise, dB")
     gain_db: float = described(0.0, "random gain in [-gain_db, +gain_db], dB", check=NON_NEGATIVE)
     speed_perturb: float = described(
-        0.0, "play each utterance at 1-x, 1 or 1+x times its speed (0: off)", check=NON_NEGATIVE
+        0.0, "play each utterance at 1-x, 1 or 1+x times its speed (0: off)", check=BELOW_ONE
     )
     vtlp: float = described(
         0.0,
         "warp each utterance's frequency axis by a factor in [1-x, 1+x] (VTLP; 0: off)",
-        check=NON_NEGATIVE,
+        check=BELOW_ONE,
     )
     eq_db: float = described(
         0.0, "random smooth frequency response per utterance, within +-x dB (0: off)", check=NON_NEGATIVE
@@ -208,14 +225,20 @@ class TrainConfig(Checked):
     joint_sub_batch: int = described(
         0, "utterances per joint+loss pass, caps BxTxUxV memory (0: all)", check=NON_NEGATIVE
     )
-    optimizer: str = described("adam", "adam, adamw or sgd")
+    optimizer: str = described("adam", "adam, adamw or sgd", choices=("adam", "adamw", "sgd"))
     lr: float = described(1e-3, "peak learning rate", check=POSITIVE)
     weight_decay: float = described(0.0, "weight decay", check=NON_NEGATIVE)
     momentum: float = described(0.9, "SGD momentum", check=NON_NEGATIVE)
     warmup_steps: int = described(500, "linear warmup, steps", check=NON_NEGATIVE)
-    scheduler: str = described("plateau", "after warmup: plateau, cosine, onecycle or constant")
+    scheduler: str = described(
+        "plateau",
+        "after warmup: plateau, cosine, onecycle or constant",
+        choices=("plateau", "cosine", "onecycle", "constant"),
+    )
     schedule_clock: str = described(
-        "steps", "cosine/onecycle decay over steps (to max_steps) or minutes (to max_minutes)"
+        "steps",
+        "cosine/onecycle decay over steps (to max_steps) or minutes (to max_minutes)",
+        choices=("steps", "minutes"),
     )
     plateau_factor: float = described(0.7, "plateau: lr multiplier on a plateau of dev WER", check=FRACTION)
     plateau_patience: int = described(
@@ -223,8 +246,14 @@ class TrainConfig(Checked):
     )
     min_lr: float = described(1e-5, "floor of every schedule", check=NON_NEGATIVE)
     grad_clip: float = described(5.0, "clip the global gradient norm to this (0: off)", check=NON_NEGATIVE)
-    amp: str = described("none", "mixed precision: none, bf16, fp16, or auto (bf16 where computed natively)")
-    loss_normalization: str = described("utterance", "divide the summed loss by utterances or tokens")
+    amp: str = described(
+        "none",
+        "mixed precision: none, bf16, fp16, or auto (bf16 where computed natively)",
+        choices=("none", "bf16", "fp16", "auto"),
+    )
+    loss_normalization: str = described(
+        "utterance", "divide the summed loss by utterances or tokens", choices=("utterance", "token")
+    )
     ctc_weight: float = described(
         0.0, "weight of the auxiliary CTC loss (needs --ctc_head)", check=NON_NEGATIVE
     )
@@ -248,6 +277,11 @@ class TrainConfig(Checked):
     num_threads: int = described(0, "torch intra-op threads (0: torch default)", check=NON_NEGATIVE)
     progress: bool = described(True, "show a progress bar")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.min_lr > self.lr:  # every schedule would jump up to the floor after warmup
+            raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+
 
 @dataclass(frozen=True)
 class DecodeConfig(Checked):
@@ -263,9 +297,16 @@ class DecodeConfig(Checked):
         "subtracted from the blank logit before the softmax, as sherpa-onnx does (> 0: fewer deletions)",
         check=NON_NEGATIVE,
     )
+    # icefall's beam searches take a temperature too (default 1); 2 is the best on the demo dev
+    # set, 2-3 points at every beam width, LM or not (README, "Language model").
+    temperature: float = described(
+        2.0,
+        "beam search: the joint's logits are divided by this before the softmax (> 1 flattens)",
+        check=POSITIVE,
+    )
     # Shallow fusion with a token n-gram LM (--lm, tools/train_lm.py), beam search only; the
-    # defaults are the best of a grid on the demo dev set (README, "Language model").
-    lm_weight: float = described(0.3, "with --lm: weight of the LM's log-probability added to each token's")
+    # defaults are the best of a grid on the demo dev set at temperature 2 (README, "Language model").
+    lm_weight: float = described(0.2, "with --lm: weight of the LM's log-probability added to each token's")
     lm_token_bonus: float = described(
         0.75, "with --lm: added to each token's log-probability (offsets the LM's cost)"
     )

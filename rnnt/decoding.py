@@ -113,7 +113,7 @@ def decode_features(
     encoder_out, ctc_log_probs, _ = encode_chunk(runtime, padded, state, config.ctc_rescore_weight > 0)
     start = [initial_hypothesis(runtime)]
     found = search(runtime, encoder_out, lengths, [start] * len(features), config, fusion)
-    beams = [close_beam(beam, fusion) for beam in found]
+    beams = [close_beam(beam, fusion, config) for beam in found]
     if ctc_log_probs is None:
         return [beam[0] for beam in beams]
     return [

@@ -53,16 +53,20 @@ def add_fusion(logp: np.ndarray, hyps: Sequence[Hypothesis], fusion: Fusion, con
 
     The LM's: `lm_weight` times its log-probability given the hypothesis's tokens, plus
     `lm_token_bonus` (which offsets the LM's cost per token, without which the fused search
-    prefers deletions). The hotwords': each token's bonus in the hypothesis's hotword state.
+    prefers deletions); at `lm_weight` 0 neither, the search is the LM-free one. The hotwords':
+    each token's bonus in the hypothesis's hotword state.
     """
-    if fusion.lm is None and fusion.hotwords is None:
+    lm = fusion.lm if config.lm_weight != 0 else None
+    if lm is None and fusion.hotwords is None:
         return
     fused = np.zeros_like(logp)
-    if fusion.lm is not None:
-        fused += config.lm_weight * np.stack([fusion.lm.log_probs(hyp.tokens) for hyp in hyps])
+    if lm is not None:
+        fused += config.lm_weight * np.stack([lm.log_probs(hyp.tokens) for hyp in hyps])
         fused += config.lm_token_bonus
     if fusion.hotwords is not None:
-        fused += np.stack([fusion.hotwords.bonus(hyp.hotword_state) for hyp in hyps])
+        # Scores are in icefall's and sherpa-onnx's units (log-probabilities at temperature 1),
+        # of which a tempered search's are about 1/temperature (close_beam's too).
+        fused += np.stack([fusion.hotwords.bonus(hyp.hotword_state) for hyp in hyps]) / config.temperature
     fused[:, BLANK_ID] = 0.0
     logp += fused
 
@@ -73,7 +77,7 @@ def advance_fusion(hyp: Hypothesis, token: int, fusion: Fusion) -> None:
         hyp.hotword_state = fusion.hotwords.next_state(hyp.hotword_state, token)
 
 
-def close_beam(beam: Sequence[Hypothesis], fusion: Fusion) -> list[Hypothesis]:
+def close_beam(beam: Sequence[Hypothesis], fusion: Fusion, config: DecodeConfig) -> list[Hypothesis]:
     """A segment's final beam, best first, each hypothesis having given back the bonus of a
     hotword phrase it had not finished (copies; the beam is unchanged)."""
     if fusion.hotwords is None:
@@ -81,7 +85,7 @@ def close_beam(beam: Sequence[Hypothesis], fusion: Fusion) -> list[Hypothesis]:
     closed = []
     for hyp in beam:
         copy = copy_hypothesis(hyp)
-        copy.score -= fusion.hotwords.unmatched(hyp.hotword_state)
+        copy.score -= fusion.hotwords.unmatched(hyp.hotword_state) / config.temperature
         copy.hotword_state = ROOT
         closed.append(copy)
     return sorted(closed, key=lambda hyp: -hyp.score)

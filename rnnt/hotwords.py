@@ -13,6 +13,7 @@ Shapes: V vocab.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,8 @@ class Hotwords:
         for phrase in phrases:
             if not phrase.tokens:
                 raise HotwordsError("a hotword phrase has no tokens")
+            if not math.isfinite(phrase.score):
+                raise HotwordsError(f"hotword phrase {phrase.text!r}: score {phrase.score} is not finite")
             node = ROOT
             for token in phrase.tokens:
                 if not 0 <= token < self.vocab_size:
@@ -138,7 +141,7 @@ class Hotwords:
 
 def parse_hotwords(text: str, default_score: float, source: str = "hotwords") -> list[tuple[str, float]]:
     """Lines `phrase` or `phrase :score` -> (normalised phrase, score); `#` lines and blank
-    lines are skipped. HotwordsError names the line of a bad score."""
+    lines are skipped. HotwordsError names the line of a bad (or infinite, or NaN) score."""
     phrases = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -147,17 +150,23 @@ def parse_hotwords(text: str, default_score: float, source: str = "hotwords") ->
         phrase, score = line, default_score
         if SCORE_MARK in line:
             phrase, _, value = line.rpartition(SCORE_MARK)
-            try:
-                score = float(value)
-            except ValueError:
-                raise HotwordsError(
-                    f"{source}:{number}: bad score {value.strip()!r} (expected `phrase :2.0`)"
-                ) from None
+            score = _score(value, f"{source}:{number}")
         phrase = normalize(phrase)
         if not phrase:
             raise HotwordsError(f"{source}:{number}: no words in {line!r}")
         phrases.append((phrase, score))
     return phrases
+
+
+def _score(value: str, where: str) -> float:
+    """A listed score: a finite number (`inf` would swamp the search, `nan` void the phrase)."""
+    try:
+        score = float(value)
+    except ValueError:
+        score = math.nan
+    if not math.isfinite(score):
+        raise HotwordsError(f"{where}: bad score {value.strip()!r} (expected a finite number: `phrase :2.0`)")
+    return score
 
 
 def unseen_words(known: Iterable[str], texts: Iterable[str]) -> list[str]:

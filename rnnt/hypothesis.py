@@ -93,8 +93,8 @@ def joint_logits(
 def joint_log_probs(
     runtime: Runtime, encoder_out: np.ndarray, predictor_out: np.ndarray, config: DecodeConfig
 ) -> np.ndarray:
-    """(N, J) and (N, J) -> (N, V) log-probabilities of `joint_logits`."""
-    return log_softmax(joint_logits(runtime, encoder_out, predictor_out, config))
+    """(N, J) and (N, J) -> (N, V) log-probabilities of `joint_logits` at `config.temperature`."""
+    return log_softmax(joint_logits(runtime, encoder_out, predictor_out, config) / config.temperature)
 
 
 def copy_hypothesis(hyp: Hypothesis) -> Hypothesis:

@@ -201,6 +201,8 @@ def check_loss_config(model: ModelConfig, train: TrainConfig) -> None:
     """Refuse loss settings the model cannot serve, before any data is read or trained on."""
     if train.ctc_weight > 0 and not model.ctc_head:
         raise ValueError("--ctc_weight needs --ctc_head")
+    if model.ctc_head and train.ctc_weight == 0:  # an untrained head would re-rank beams at random
+        raise ValueError("--ctc_head needs --ctc_weight above 0")
     if train.prune_range and not model.simple_joint:
         raise ValueError("--prune_range needs --simple_joint (the linear joint that chooses the windows)")
     if train.prune_range == 1:

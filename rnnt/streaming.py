@@ -234,7 +234,7 @@ class StreamingRecognizer:
 
     def _close_segment(self) -> list[CaptionEvent]:
         """The final event (if there is text), then a new segment from here."""
-        self.beam = close_beam(self.beam, self.fusion)
+        self.beam = close_beam(self.beam, self.fusion, self.decode)
         if self._segment_ctc:
             frames = np.concatenate(self._segment_ctc)
             self.beam = rescore_beam(self.beam, frames, self.decode.ctc_rescore_weight)

@@ -115,7 +115,7 @@ class Trainer:
         self.tokenizer = prepare_tokenizer(config, train_utterances, init)
         self.config, self.model = build_model(config, self.tokenizer)
         if init is not None:
-            ckpt.load_weights(self.model, init, init_path)
+            ckpt.load_weights(self.model, self.config.feature, init, init_path)
         elif self.config.model.input_norm == "global":
             mean, std = feature_statistics(train_utterances, self.config.feature, STATISTICS_UTTERANCES)
             norm = self.model.encoder.input_norm
@@ -179,7 +179,7 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         checkpoint = ckpt.read_checkpoint(path)
-        ckpt.load_weights(self.model, checkpoint, str(path))  # refuses a changed model config
+        ckpt.load_weights(self.model, self.config.feature, checkpoint, str(path))  # refuses changed configs
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.schedule.load_state_dict(checkpoint["schedule"])
         self.state = TrainState(**checkpoint["train_state"])

@@ -104,7 +104,9 @@ def test_exhaustive_beam_finds_the_most_probable_tokens(seed: int, max_symbols: 
     (features,) = random_features([frames], seed=seed)
     encoder_out = encode(runtime, features)
     expected = brute_force(runtime, encoder_out[0], max_symbols)
-    config = DecodeConfig(beam_size=EXHAUSTIVE_BEAM, max_symbols_per_frame=max_symbols, suppress_unk=False)
+    config = DecodeConfig(
+        beam_size=EXHAUSTIVE_BEAM, max_symbols_per_frame=max_symbols, suppress_unk=False, temperature=1.0
+    )  # scores are log-probabilities only at temperature 1
     (beam,) = beam_search(runtime, encoder_out, [frames], [[initial_hypothesis(runtime)]], config)
     assert len(beam) == len(expected)
     for hyp in beam:
@@ -116,6 +118,38 @@ def test_exhaustive_beam_finds_the_most_probable_tokens(seed: int, max_symbols: 
     assert any(len(set(h.frames)) < len(h.frames) for h in beam) == (max_symbols > 1)
 
 
+class TemperedRuntime:
+    """`runtime` with its joint's logits divided by `temperature`: what the search at that
+    temperature must see."""
+
+    def __init__(self, runtime: TorchRuntime, temperature: float):
+        self.runtime = runtime
+        self.temperature = temperature
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.runtime, name)
+
+    def join(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
+        return self.runtime.join(encoder_out, predictor_out) / self.temperature
+
+
+@pytest.mark.parametrize(("seed", "temperature"), [(0, 2.0), (3, 0.5), (4, 3.0)])
+def test_exhaustive_beam_at_a_temperature_scores_the_tempered_lattice(seed: int, temperature: float) -> None:
+    runtime = small_runtime(seed)
+    (features,) = random_features([3], seed=seed)
+    encoder_out = encode(runtime, features)
+    expected = brute_force(TemperedRuntime(runtime, temperature), encoder_out[0], max_symbols=1)  # type: ignore[arg-type]
+    config = DecodeConfig(
+        beam_size=EXHAUSTIVE_BEAM, max_symbols_per_frame=1, suppress_unk=False, temperature=temperature
+    )
+    (beam,) = beam_search(runtime, encoder_out, [3], [[initial_hypothesis(runtime)]], config)
+    assert len(beam) == len(expected)
+    for hyp in beam:
+        assert hyp.score == pytest.approx(expected[tuple(hyp.tokens)], abs=1e-4)
+    untempered = brute_force(runtime, encoder_out[0], max_symbols=1)
+    assert any(abs(expected[t] - untempered[t]) > 1e-2 for t in expected)  # the temperature took part
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 def test_width_one_equals_greedy_with_one_symbol_per_frame(seed: int) -> None:
     runtime = tiny_runtime(seed)
@@ -124,7 +158,7 @@ def test_width_one_equals_greedy_with_one_symbol_per_frame(seed: int) -> None:
     assert any(h.tokens for h in greedy)
     for feats, expected in zip(features, greedy, strict=True):
         start = [[initial_hypothesis(runtime)]]
-        config = DecodeConfig(max_symbols_per_frame=1)
+        config = DecodeConfig(max_symbols_per_frame=1, temperature=1.0)  # greedy's scores are untempered
         (beam,) = beam_search(runtime, encode(runtime, feats), [len(feats) // 2], start, config)
         assert len(beam) == 1
         assert_same_hypothesis(beam[0], expected)
@@ -136,7 +170,10 @@ def test_wider_beam_scores_at_least_greedy(seed: int, max_symbols: int) -> None:
     runtime = tiny_runtime(seed)
     features = random_features([40, 26], seed=seed)
     greedy = decode_features(runtime, features, DecodeConfig(max_symbols_per_frame=max_symbols))
-    beam = decode_features(runtime, features, DecodeConfig(beam_size=4, max_symbols_per_frame=max_symbols))
+    untempered = DecodeConfig(
+        beam_size=4, max_symbols_per_frame=max_symbols, temperature=1.0
+    )  # greedy's scale
+    beam = decode_features(runtime, features, untempered)
     for b, g in zip(beam, greedy, strict=True):
         assert b.score >= g.score - 1e-6
 

@@ -16,11 +16,12 @@ from rnnt.checkpoint import (
     atomic_save,
     average_checkpoints,
     load_bundle,
+    load_weights,
     make_checkpoint,
     prune_checkpoints,
     step_checkpoints,
 )
-from rnnt.config import DecodeConfig, FeatureConfig, TokenizerConfig
+from rnnt.config import DecodeConfig, FeatureConfig, TokenizerConfig, replace
 from rnnt.model import Transducer
 from rnnt.tokenizer import Tokenizer
 
@@ -135,6 +136,23 @@ def test_weights_of_another_architecture(tmp_path: Path, tokenizer: Tokenizer) -
     atomic_save(checkpoint, path)
     with pytest.raises(CheckpointError, match=f"{path}: weights do not match its model config"):
         load_bundle(path)
+
+
+def test_fine_tuning_refuses_other_features(tokenizer: Tokenizer) -> None:
+    """Same frame width, other frames (a 10 ms log-mel instead of the 20 ms Kaldi fbank the
+    weights learnt): refused, not silently trained on."""
+    model = tiny_model(tokenizer)
+    checkpoint = make_checkpoint(model, tokenizer, configs_of(model))
+    other = replace(FEATURES, feature_kind="logmel", hop_length=160)
+    assert other.feature_dim == FEATURES.feature_dim
+    with pytest.raises(CheckpointError, match="another model than this run's: feature_kind='kaldi_fbank'"):
+        load_weights(tiny_model(tokenizer, seed=1), other, checkpoint, "init.pt")
+    fresh = tiny_model(tokenizer, seed=1)
+    load_weights(fresh, FEATURES, checkpoint, "init.pt")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(fresh.state_dict().values(), model.state_dict().values(), strict=True)
+    )
 
 
 def test_prune_keeps_the_latest_steps(tmp_path: Path) -> None:

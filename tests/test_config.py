@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, StreamConfig, TrainConfig
+from rnnt.config import AugmentConfig, DecodeConfig, FeatureConfig, ModelConfig, StreamConfig, TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -12,6 +12,27 @@ from rnnt.config import DecodeConfig, FeatureConfig, ModelConfig, StreamConfig, 
     [
         (lambda: FeatureConfig(hop_length=0), "hop_length must be positive, got 0"),
         (lambda: FeatureConfig(sample_rate=-16000), "sample_rate must be positive"),
+        (
+            lambda: FeatureConfig(win_length=160, hop_length=400),
+            r"hop_length \(400\) must not exceed win_length",
+        ),
+        (lambda: FeatureConfig(win_length=640), r"n_fft \(512\) must be at least win_length \(640\)"),
+        (
+            lambda: FeatureConfig(feature_kind="fbank"),
+            "feature_kind must be one of logmel, kaldi_fbank; got 'fbank'",
+        ),
+        (
+            lambda: TrainConfig(loss_normalization="tokens"),
+            "loss_normalization must be one of utterance, token",
+        ),
+        (lambda: TrainConfig(lr=1e-4, min_lr=1e-3), r"min_lr \(0.001\) must not exceed lr \(0.0001\)"),
+        (
+            lambda: TrainConfig(scheduler="linear"),
+            "scheduler must be one of plateau, cosine, onecycle, constant",
+        ),
+        (lambda: AugmentConfig(vtlp=1.0), "vtlp must be at least 0 and below 1, got 1.0"),
+        (lambda: AugmentConfig(speed_perturb=1.5), "speed_perturb must be at least 0 and below 1"),
+        (lambda: DecodeConfig(temperature=0), "temperature must be positive"),
         (lambda: ModelConfig(encoder_layers=0), "encoder_layers must be positive"),
         (lambda: ModelConfig(encoder_dropout=1.5), "encoder_dropout must be between 0 and 1"),
         (

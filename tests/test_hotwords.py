@@ -20,7 +20,7 @@ from rnnt.lm import NgramLm
 from rnnt.scoring import phrase_recall
 
 from .conftest import DEMO_MODEL, INSPECTOR_SENTENCE, assert_eval_refuses, run_beam_scripts, run_script
-from .test_beam import EXHAUSTIVE_BEAM, SMALL_VOCAB, brute_force, encode, small_runtime
+from .test_beam import EXHAUSTIVE_BEAM, SMALL_VOCAB, TemperedRuntime, brute_force, encode, small_runtime
 from .test_decoding import assert_same_hypothesis, random_features
 
 V = 10
@@ -101,18 +101,30 @@ def test_parse_hotwords_reads_scores_and_names_the_bad_line() -> None:
         Hotwords([Phrase((V,), S)], V)
 
 
-@pytest.mark.parametrize("seed", [0, 3, 4])
-def test_exhaustive_beam_scores_are_acoustic_plus_hotword_bonuses(seed: int) -> None:
+@pytest.mark.parametrize("score", ["inf", "-inf", "nan", "Infinity"])
+def test_a_score_that_is_not_finite_is_refused_with_its_line(score: str) -> None:
+    """`:inf` swamps every other score in the search and `:nan` silently voids the phrase."""
+    with pytest.raises(HotwordsError, match=rf"words\.txt:2: bad score '{score}' \(expected a finite number"):
+        parse_hotwords(f"ok\nhumor :{score}\n", S, "words.txt")
+    with pytest.raises(HotwordsError, match=f"hotword phrase 'humor': score {float(score)} is not finite"):
+        Hotwords([Phrase((2,), float(score), "humor")], V)  # e.g. a default score of inf
+
+
+@pytest.mark.parametrize(("seed", "temperature"), [(0, 1.0), (3, 1.0), (4, 1.0), (0, 2.0), (3, 0.5)])
+def test_exhaustive_beam_scores_are_acoustic_plus_hotword_bonuses(seed: int, temperature: float) -> None:
     """The bonus depends on the tokens only, so every alignment of a token sequence gains the
     same: an exhaustive beam scores each sequence by its brute-forced acoustic log-probability
-    plus its running bonus, and closing the beam leaves only finished phrases' bonuses."""
+    (at the search's temperature) plus its running bonus over the temperature, and closing the
+    beam leaves only finished phrases' bonuses."""
     runtime = small_runtime(seed)
     (features,) = random_features([3], seed=seed)
     encoder_out = encode(runtime, features)
-    acoustic = brute_force(runtime, encoder_out[0], max_symbols=1)
+    acoustic = brute_force(TemperedRuntime(runtime, temperature), encoder_out[0], max_symbols=1)  # type: ignore[arg-type]
     phrases = [(2, 3), (3, 3, 2)]
-    hotwords = Hotwords([Phrase(p, S) for p in phrases], SMALL_VOCAB)
-    config = DecodeConfig(beam_size=EXHAUSTIVE_BEAM, max_symbols_per_frame=1, suppress_unk=False)
+    hotwords = Hotwords([Phrase(p, S * temperature) for p in phrases], SMALL_VOCAB)  # S once tempered
+    config = DecodeConfig(
+        beam_size=EXHAUSTIVE_BEAM, max_symbols_per_frame=1, suppress_unk=False, temperature=temperature
+    )
     (beam,) = beam_search(
         runtime, encoder_out, [3], [[initial_hypothesis(runtime)]], config, Fusion(None, hotwords)
     )
@@ -122,7 +134,7 @@ def test_exhaustive_beam_scores_are_acoustic_plus_hotword_bonuses(seed: int) -> 
         assert hyp.score == pytest.approx(
             acoustic[tuple(hyp.tokens)] + (running[-1] if running else 0), abs=1e-4
         )
-    closed = close_beam(beam, Fusion(None, hotwords))
+    closed = close_beam(beam, Fusion(None, hotwords), config)
     expected = {
         tokens: score + confirmed_by_brute_force(phrases, list(tokens))[0]
         for tokens, score in acoustic.items()
@@ -148,7 +160,7 @@ def test_hotwords_change_the_best_hypothesis_and_resume_exactly() -> None:
     phrase = next(p for p in [(3, 2, 3, 2), (2, 2, 2, 2), (3, 3, 3, 3)] if not holds(plain[0].tokens, p))
     fusion = Fusion(None, Hotwords([Phrase(phrase, 8.0)], SMALL_VOCAB))
     (whole,) = search(runtime, encoder_out, [12], start, config, fusion)
-    assert holds(close_beam(whole, fusion)[0].tokens, phrase)
+    assert holds(close_beam(whole, fusion, config)[0].tokens, phrase)
     beam = start[0]
     for begin, stop in itertools.pairwise([0, 1, 4, 5, 12]):
         (beam,) = search(runtime, encoder_out[:, begin:stop], [stop - begin], [beam], config, fusion)

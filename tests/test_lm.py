@@ -142,6 +142,7 @@ def test_fused_exhaustive_beam_finds_the_best_fused_score(seed: int, weight: flo
         suppress_unk=False,
         lm_weight=weight,
         lm_token_bonus=bonus,
+        temperature=1.0,  # the brute force's acoustic scores are untempered
     )
     (beam,) = beam_search(runtime, encoder_out, [frames], [[initial_hypothesis(runtime)]], config, Fusion(lm))
     assert len(beam) == len(fused)
@@ -169,6 +170,19 @@ def test_fused_search_resumes_exactly(pieces: list[int]) -> None:
     plain_config = DecodeConfig(beam_size=3, max_symbols_per_frame=2)
     (plain,) = search(runtime, encoder_out, [12], [[initial_hypothesis(runtime)]], plain_config)
     assert plain[0].score != pytest.approx(whole[0].score, abs=1e-3)  # the LM took part
+
+
+def test_lm_weight_zero_is_the_search_without_an_lm() -> None:
+    """No weight, no token bonus either: the bonus offsets the LM's cost, and there is none."""
+    runtime = small_runtime(1)
+    (features,) = random_features([12], seed=1)
+    encoder_out = encode(runtime, features)
+    lm = lm_of([[3, 3, 2], [3, 2], [2, 2, 2]], order=3, vocab_size=SMALL_VOCAB)
+    start = [[initial_hypothesis(runtime)]]
+    (plain,) = search(runtime, encoder_out, [12], start, DecodeConfig(beam_size=3))
+    (zero,) = search(runtime, encoder_out, [12], start, DecodeConfig(beam_size=3, lm_weight=0.0), Fusion(lm))
+    assert [h.tokens for h in zero] == [h.tokens for h in plain]
+    assert [h.score for h in zero] == [h.score for h in plain]
 
 
 def test_train_lm_then_evaluate_with_it(tmp_path: Path, tiny_checkpoint: Path, tiny_corpus: Path) -> None:

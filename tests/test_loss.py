@@ -8,7 +8,9 @@ import pytest
 import torch
 import torchaudio
 
+from rnnt.config import TrainConfig
 from rnnt.loss import (
+    check_loss_config,
     lattice_loss,
     prune_starts,
     pruned_rnnt_losses,
@@ -127,3 +129,10 @@ def test_an_utterance_without_a_path_through_the_windows_leaves_the_others_losse
     _, pruned_alone = pruned_rnnt_losses(model, alone, targets[1:, :2], target_lengths[1:], prune_range=2)
     assert pruned[0] == 0
     torch.testing.assert_close(pruned[1:], pruned_alone)
+
+
+def test_a_ctc_head_without_a_ctc_loss_is_refused() -> None:
+    """Its weights would stay random, and `--ctc_rescore_weight` would re-rank beams by them."""
+    with pytest.raises(ValueError, match="--ctc_head needs --ctc_weight above 0"):
+        check_loss_config(tiny_model_config(vocab_size=VOCAB, ctc_head=True), TrainConfig(ctc_weight=0.0))
+    check_loss_config(tiny_model_config(vocab_size=VOCAB, ctc_head=True), TrainConfig(ctc_weight=0.3))

@@ -131,7 +131,9 @@ def test_streaming_equals_offline(tokenizer: Tokenizer, beam_size: int, chunk_ms
 
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_one_sample_at_a_time_equals_offline(tokenizer: Tokenizer, beam_size: int) -> None:
-    model = tiny_model(tokenizer, DecodeConfig(beam_size=beam_size), seed=2)
+    model = tiny_model(
+        tokenizer, DecodeConfig(beam_size=beam_size, temperature=1.0), seed=2
+    )  # decodes tokens
     samples = speech_like(0.7, seed=2)
     recognizer = StreamingRecognizer(model, StreamConfig(chunk_ms=120, endpointing=False))
     assert_equals_offline(model, samples, stream(recognizer, list(samples[:, None])))
