@@ -1,13 +1,18 @@
 """A WebSocket caption server: many live streams decoded together, and a browser page.
 
 Protocol (one WebSocket per stream): the server first sends `{"kind": "ready",
-"sample_rate": R, "chunk_ms": C}`; the client may then send `{"type": "hotwords", "phrases":
+"sample_rate": R, "chunk_ms": C}` (C: the audio per encoder call, the configured `chunk_ms`
+in whole encoder frames); the client may then send `{"type": "hotwords", "phrases":
 ["ada lovelace", "grace hopper :2.0", ...]}` (before any audio; a server with beam search) for
 its stream alone, then sends binary messages of mono float32 little-endian samples at R Hz, of
-any length, and the text `{"type": "end"}` when its stream ends; the server sends each caption
-event as JSON (`CaptionEvent.as_dict`: partial and final text with token times) and closes the
-connection after the last final. A client that drops ends its stream the same way (its open
-segment is closed, for the log).
+any length up to `MAX_MESSAGE_S` (10 minutes) each, and the text `{"type": "end"}` when its
+stream ends; the server sends each caption event as JSON (`CaptionEvent.as_dict`: partial and
+final text with token times) and closes the connection after the last final. A bad message
+(not JSON, unknown, not whole float32 samples, a NaN or inf sample, ...) closes the
+connection with code 1003 and the reason. A client that drops ends its stream the same way
+(its open segment is closed, for the log). When the server stops (`serve` cancelled), every
+open stream ends as if its client had sent `end`: it gets its final, then the connection
+closes.
 
 One decoding loop serves every stream: each round takes the audio that arrived for all of
 them and runs `rnnt.streaming.decode_chunks`, which stacks the encoder states of the streams
@@ -46,6 +51,11 @@ HOTWORDS_MESSAGE = "hotwords"  # the `type` of the text message that sets a stre
 BYTES_PER_SAMPLE = 4  # float32
 BUSY_CODE = 1013  # WebSocket close code "try again later": the server is full
 PROTOCOL_ERROR_CODE = 1003  # "unsupported data"
+GOING_AWAY_CODE = 1001  # the server is stopping
+# The longest binary message, s of audio: websockets' default limit (1 MiB, 16 s at 16 kHz)
+# would close a client sending a recording in a few messages with 1009.
+MAX_MESSAGE_S = 600.0
+SHUTDOWN_TIMEOUT_S = 30.0  # on stopping, the longest wait for open streams' finals to be sent
 
 
 class ProtocolError(ValueError):
@@ -89,24 +99,30 @@ class CaptionServer:
         self.sessions: list[Session] = []
         self.stats = ServerStats()
         self._work = asyncio.Event()
+        self._senders: set[asyncio.Task[None]] = set()  # one per open connection
+        self._closing = False  # stopping: open streams are being ended, new ones refused
         # One worker: the recognisers and the runtime are only ever used by one round at a time.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest binary message a client may send: `MAX_MESSAGE_S` of samples."""
+        return round(MAX_MESSAGE_S * self.model.features.sample_rate) * BYTES_PER_SAMPLE
 
     async def handle(self, websocket: Any) -> None:
         """One client's stream, from its first message to its last final."""
         recognizer = await self._recognizer()
-        # Counted after the await, with nothing awaited until the stream is added: connections
+        # Checked after the await, with nothing awaited until the stream is added: connections
         # arriving together cannot all pass the bound.
-        if len(self.sessions) >= self.max_streams:
-            await websocket.close(BUSY_CODE, f"server full ({self.max_streams} streams)")
+        if refusal := self._refusal():
+            await websocket.close(*refusal)
             return
         session = Session(recognizer)
         self.sessions.append(session)
         sender = asyncio.create_task(self._send(websocket, session))
-        rate = self.model.features.sample_rate
-        await websocket.send(
-            json.dumps({"kind": "ready", "sample_rate": rate, "chunk_ms": self.stream.chunk_ms})
-        )
+        self._senders.add(sender)
+        sender.add_done_callback(self._senders.discard)
+        await websocket.send(json.dumps(self._ready(recognizer)))
         try:
             async for message in websocket:
                 if await self._receive(session, message):
@@ -120,6 +136,33 @@ class CaptionServer:
             self._work.set()
             await sender
 
+    def _refusal(self) -> tuple[int, str] | None:
+        """The close code and reason for a new stream the server cannot take, if so."""
+        if self._closing:
+            return GOING_AWAY_CODE, "server stopping"
+        if len(self.sessions) >= self.max_streams:
+            return BUSY_CODE, f"server full ({self.max_streams} streams)"
+        return None
+
+    def _ready(self, recognizer: StreamingRecognizer) -> dict[str, Any]:
+        """The `ready` message: the sample rate and the chunk actually decoded per encoder
+        call (`chunk_ms` rounded to whole encoder frames)."""
+        features = self.model.features
+        chunk_ms = recognizer.chunk_frames * features.frame_ms
+        return {"kind": "ready", "sample_rate": features.sample_rate, "chunk_ms": chunk_ms}
+
+    async def close_streams(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
+        """End every open stream as its client's `end` would, and refuse new ones: each gets
+        its final, then its connection closes; waits at most `timeout_s` for the sending."""
+        self._closing = True
+        for session in self.sessions:
+            session.ended = True
+        self._work.set()
+        if self._senders:
+            _, late = await asyncio.wait(self._senders, timeout=timeout_s)
+            if late:
+                log.warning("stopping: %d streams' finals not sent in %.0f s", len(late), timeout_s)
+
     async def _recognizer(self) -> StreamingRecognizer:
         """A new stream's recogniser, made in the decoding worker: making one runs the
         predictor, which a round may be running at the same moment."""
@@ -130,9 +173,7 @@ class CaptionServer:
     async def _receive(self, session: Session, message: str | bytes) -> bool:
         """Take one message; True at the end of the stream."""
         if isinstance(message, bytes):
-            if len(message) % BYTES_PER_SAMPLE:
-                raise ProtocolError("binary messages must hold whole float32 samples")
-            session.pending.append(np.frombuffer(message, dtype="<f4").astype(np.float32))
+            session.pending.append(_samples(message))
             session.heard = True
             self._work.set()
             return False
@@ -215,6 +256,17 @@ class CaptionServer:
         return events
 
 
+def _samples(message: bytes) -> np.ndarray:
+    """A binary message's float32 samples (S,); ProtocolError unless whole and finite."""
+    if len(message) % BYTES_PER_SAMPLE:
+        raise ProtocolError("binary messages must hold whole float32 samples")
+    samples = np.frombuffer(message, dtype="<f4").astype(np.float32)
+    if not np.isfinite(samples).all():
+        # NaN or inf would reach the features and the networks, and make up captions.
+        raise ProtocolError("binary messages must hold finite samples (found NaN or inf)")
+    return samples
+
+
 def _take(session: Session) -> np.ndarray:
     pieces, session.pending = session.pending, []
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
@@ -234,13 +286,16 @@ def page_response(connection: Any, request: Any) -> Any:
 async def serve(
     server: CaptionServer, host: str, port: int, ready: asyncio.Future[int] | None = None
 ) -> None:
-    """Run `server` on host:port until cancelled; `ready` gets the bound port."""
+    """Run `server` on host:port until cancelled; `ready` gets the bound port. Cancelled, it
+    first ends the open streams (`CaptionServer.close_streams`): each client gets its final."""
     from websockets.asyncio.server import serve as websocket_serve
 
     decoder = asyncio.create_task(server.decode_forever())
     try:
         try:
-            listener = await websocket_serve(server.handle, host, port, process_request=page_response)
+            listener = await websocket_serve(
+                server.handle, host, port, process_request=page_response, max_size=server.max_message_bytes
+            )
         except OSError as error:
             raise ValueError(f"cannot listen on {host}:{port} ({error.strerror or error})") from error
         async with listener:
@@ -248,6 +303,9 @@ async def serve(
             log.info("captions at http://%s:%d/ (WebSocket on the same port)", host, bound)
             if ready is not None:
                 ready.set_result(bound)
-            await asyncio.Future()  # until cancelled
+            try:
+                await asyncio.Future()  # until cancelled
+            finally:  # the decoder runs on while the streams end
+                await server.close_streams()
     finally:
         decoder.cancel()

@@ -1,16 +1,21 @@
 """The WebSocket caption server for real: concurrent streams decoded in shared batches equal
-offline decoding, bad clients are refused in one close frame, and the browser page captions
-a (fake) microphone in a real headless Chromium."""
+offline decoding, bad clients are refused in one close frame, open streams get their finals
+when the server stops (in `serve.py` too, on SIGINT and SIGTERM), and the browser page
+captions a (fake) microphone in a real headless Chromium."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
+import re
 import shutil
+import signal
 import subprocess
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,7 @@ from rnnt.scoring import error_rates
 from rnnt.server import BUSY_CODE, PROTOCOL_ERROR_CODE, CaptionServer, serve
 from rnnt.streaming import decode_chunks
 
-from .conftest import DEMO_MODEL, INSPECTOR_SENTENCE
+from .conftest import DEMO_MODEL, INSPECTOR_SENTENCE, REPO
 
 RATE = 16000
 SEND_SAMPLES = 1600  # a client's message: 100 ms, as a browser's audio callbacks send
@@ -41,6 +46,9 @@ SPEECH = [
 ]
 MAX_WER = 0.5  # the browser test: the demo model after the browser's capture and resampling
 TIMEOUT_S = 120
+NORMAL_CLOSURE = 1000  # the WebSocket close code of a stream that ended with its final
+DEFAULT_CHUNK_MS = 640.0  # StreamConfig's 600 ms in whole 80 ms encoder frames of the demo model
+WEBSOCKETS_MAX_SIZE = 1 << 20  # websockets' default limit on a received message, bytes
 
 
 @pytest.fixture(scope="module")
@@ -63,26 +71,41 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    model: LoadedModel,
+    decode: DecodeConfig | None = None,
+    stream: StreamConfig | None = None,
+    **server_args: Any,
+) -> AsyncIterator[tuple[CaptionServer, str, asyncio.Task[None]]]:
+    """A server on a free loopback port: it, its ws:// URL and the task serving it (cancelled
+    on leaving, if the caller did not)."""
+    config = model.decode if decode is None else decode
+    stream = StreamConfig(endpointing=False) if stream is None else stream
+    server = CaptionServer(model, stream, config, **server_args)
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(server, "127.0.0.1", 0, ready))
+    port = await asyncio.wait_for(ready, TIMEOUT_S)
+    try:
+        yield server, f"ws://127.0.0.1:{port}/", task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def run_with_server(
     model: LoadedModel,
     scenario: Callable[[CaptionServer, str], Awaitable[Any]],
     decode: DecodeConfig | None = None,
+    stream: StreamConfig | None = None,
     **server_args: Any,
 ) -> Any:
     """Run `scenario(server, ws_url)` beside a server on a free loopback port."""
 
     async def main() -> Any:
-        config = model.decode if decode is None else decode
-        server = CaptionServer(model, StreamConfig(endpointing=False), config, **server_args)
-        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(serve(server, "127.0.0.1", 0, ready))
-        port = await asyncio.wait_for(ready, TIMEOUT_S)
-        try:
-            return await asyncio.wait_for(scenario(server, f"ws://127.0.0.1:{port}/"), TIMEOUT_S)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        async with serving(model, decode, stream, **server_args) as (server, url, _):
+            return await asyncio.wait_for(scenario(server, url), TIMEOUT_S)
 
     return asyncio.run(main())
 
@@ -94,7 +117,7 @@ async def stream_file(
     event it receives."""
     async with connect(url) as websocket:
         hello = json.loads(await websocket.recv())
-        assert hello == {"kind": "ready", "sample_rate": RATE, "chunk_ms": 600.0}
+        assert hello == {"kind": "ready", "sample_rate": RATE, "chunk_ms": DEFAULT_CHUNK_MS}
         if hotwords is not None:
             await websocket.send(json.dumps({"type": "hotwords", "phrases": hotwords}))
         for start in range(0, len(samples), SEND_SAMPLES):
@@ -152,6 +175,135 @@ async def assert_refused(url: str, messages: list[Any], reason: str) -> None:
         assert closed.value.rcvd.code == PROTOCOL_ERROR_CODE and reason in closed.value.rcvd.reason
 
 
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_close_their_stream_alone(
+    model: LoadedModel, recordings: list[Path], bad_value: float
+) -> None:
+    """A client whose audio holds one NaN or inf is refused; a stream beside it is decoded as
+    if alone."""
+    good, other = (load_audio(path, RATE) for path in recordings[:2])
+    bad = other.copy()
+    bad[len(bad) // 2] = bad_value
+    messages = [
+        bad[start : start + SEND_SAMPLES].astype("<f4").tobytes()
+        for start in range(0, len(bad), SEND_SAMPLES)
+    ]
+
+    async def scenario(server: CaptionServer, url: str) -> list[dict[str, Any]]:
+        events, _ = await asyncio.gather(
+            stream_file(url, good), assert_refused(url, messages, "finite samples")
+        )
+        return events
+
+    events = run_with_server(model, scenario)
+    assert events[-1]["kind"] == "final" and events[-1]["text"] == offline_text(model, good)
+
+
+@pytest.mark.parametrize(("chunk_ms", "used_ms"), [(250.0, 240.0), (600.0, DEFAULT_CHUNK_MS), (1.0, 80.0)])
+def test_ready_reports_the_chunk_in_whole_encoder_frames(
+    model: LoadedModel, chunk_ms: float, used_ms: float
+) -> None:
+    async def scenario(server: CaptionServer, url: str) -> dict[str, Any]:
+        async with connect(url) as websocket:
+            return json.loads(await websocket.recv())
+
+    hello = run_with_server(model, scenario, stream=StreamConfig(chunk_ms=chunk_ms, endpointing=False))
+    assert hello == {"kind": "ready", "sample_rate": RATE, "chunk_ms": used_ms}
+
+
+def test_a_message_over_a_mebibyte_is_captioned(model: LoadedModel, recordings: list[Path]) -> None:
+    """20 s of speech in one binary message (1.3 MB, over websockets' default limit)."""
+    speech = np.concatenate([load_audio(path, RATE) for path in recordings])
+    samples = np.resize(speech, 20 * RATE)  # the three sentences, repeated
+    message = samples.astype("<f4").tobytes()
+    assert len(message) > WEBSOCKETS_MAX_SIZE
+
+    async def scenario(server: CaptionServer, url: str) -> list[dict[str, Any]]:
+        async with connect(url) as websocket:
+            await websocket.recv()
+            await websocket.send(message)
+            await websocket.send(json.dumps({"type": "end"}))
+            return [json.loads(event) async for event in websocket]
+
+    events = run_with_server(model, scenario)
+    assert events[-1]["kind"] == "final" and events[-1]["text"] == offline_text(model, samples)
+
+
+async def partials_then_stop(
+    url: str, samples: np.ndarray, stop: Callable[[], Any]
+) -> tuple[list[dict[str, Any]], int]:
+    """A client sends `samples` without ending its stream; once a partial shows them decoded,
+    `stop()` stops the server. The events after the partial and the close code."""
+    async with connect(url) as websocket:
+        await websocket.recv()
+        await websocket.send(samples.astype("<f4").tobytes())
+        while json.loads(await websocket.recv())["kind"] != "partial":
+            pass
+        stop()
+        events = [json.loads(event) async for event in websocket]
+        assert websocket.close_code is not None
+        return events, websocket.close_code
+
+
+def test_stopping_the_server_sends_each_open_stream_its_final(
+    model: LoadedModel, recordings: list[Path]
+) -> None:
+    """Cancelling `serve` (what SIGINT does) ends an open stream as its `end` would."""
+    samples = load_audio(recordings[0], RATE)[: 2 * RATE]
+
+    async def main() -> tuple[list[dict[str, Any]], int]:
+        async with serving(model) as (server, url, task):
+            result = await asyncio.wait_for(partials_then_stop(url, samples, task.cancel), TIMEOUT_S)
+            assert not server.sessions and len(server.stats.completed) == 1
+            return result
+
+    events, close_code = asyncio.run(main())
+    assert close_code == NORMAL_CLOSURE
+    assert [e["kind"] for e in events][-1:] == ["final"] and events[-1]["text"] == offline_text(
+        model, samples
+    )
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_py_sends_finals_on_sigint_and_sigterm(
+    model: LoadedModel, recordings: list[Path], signal_number: int
+) -> None:
+    samples = load_audio(recordings[1], RATE)[: 2 * RATE]
+    command = [sys.executable, str(REPO / "serve.py"), f"--model={DEMO_MODEL}", "--threads=1", "--port=0"]
+    command += ["--noendpointing"]
+
+    async def main() -> tuple[list[dict[str, Any]], int, int, str]:
+        process = await asyncio.create_subprocess_exec(*command, cwd=REPO, stderr=asyncio.subprocess.PIPE)
+        assert process.stderr is not None
+        try:
+            port = await asyncio.wait_for(listening_port(process.stderr), TIMEOUT_S)
+            stop = functools.partial(process.send_signal, signal_number)
+            events, close_code = await asyncio.wait_for(
+                partials_then_stop(f"ws://127.0.0.1:{port}/", samples, stop), TIMEOUT_S
+            )
+            stderr = (await asyncio.wait_for(process.stderr.read(), TIMEOUT_S)).decode()
+            return events, close_code, await process.wait(), stderr
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+    events, close_code, returncode, stderr = asyncio.run(main())
+    assert close_code == NORMAL_CLOSURE, stderr
+    assert [e["kind"] for e in events][-1:] == ["final"] and events[-1]["text"] == offline_text(
+        model, samples
+    )
+    assert returncode == 130 and "interrupted" in stderr, stderr
+
+
+async def listening_port(stderr: asyncio.StreamReader) -> int:
+    """The port `serve.py` logs it listens on."""
+    while line := (await stderr.readline()).decode():
+        if found := re.search(r"captions at http://[^:]+:(\d+)/", line):
+            return int(found.group(1))
+    pytest.fail("serve.py exited without listening")
+
+
 def test_a_streams_own_hotwords_bias_it_alone(model: LoadedModel, tmp_path: Path) -> None:
     """Two streams of one sentence at once, one with the hotword `inspector`: only its final
     has the word (the demo model alone hears `in spector`), the other's equals offline beam
@@ -162,8 +314,10 @@ def test_a_streams_own_hotwords_bias_it_alone(model: LoadedModel, tmp_path: Path
     beam = dataclasses.replace(model.decode, beam_size=4)
 
     async def scenario(server: CaptionServer, url: str) -> list[list[dict[str, Any]]]:
-        return await asyncio.gather(
-            stream_file(url, samples, ["inspector", "chocolates"]), stream_file(url, samples)
+        return list(
+            await asyncio.gather(
+                stream_file(url, samples, ["inspector", "chocolates"]), stream_file(url, samples)
+            )
         )
 
     biased, plain = run_with_server(model, scenario, beam)
