@@ -24,6 +24,7 @@ import contextlib
 import functools
 import json
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from typing import TextIO
@@ -58,6 +59,9 @@ def main(argv: list[str]) -> None:
     cli.require_flags(_INPUT)
     if _FORMAT.value not in FORMATS:
         raise ValueError(f"unknown --format={_FORMAT.value} (one of {', '.join(FORMATS)})")
+    # A service manager's or `timeout`'s SIGTERM ends the stream as Ctrl-C does: the open
+    # segment is still emitted (`caption`), then exit 130 (cli.run).
+    signal.signal(signal.SIGTERM, _interrupt)
     model = RUNTIME.load()
     recognizer = StreamingRecognizer(model, *live_configs_from_flags(model))
     rate = model.features.sample_rate
@@ -65,6 +69,10 @@ def main(argv: list[str]) -> None:
     pieces = open_source(_INPUT.value, rate, piece, _REALTIME.value)
     with open_output(_OUTPUT.value) as out:
         caption(recognizer, pieces, writer(_FORMAT.value, out))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def caption(

@@ -235,7 +235,11 @@ def test_a_dropped_stream_keeps_its_captions_and_fails(dropping_url: str, tmp_pa
     assert 3 <= len(words) < len(SENTENCE.split())
 
 
-def test_microphone_captions_survive_ctrl_c(pulse: dict[str, str], speech: Path) -> None:
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_microphone_captions_survive_a_stop_signal(
+    pulse: dict[str, str], speech: Path, signal_number: int
+) -> None:
+    """Ctrl-C, or a service manager's / `timeout`'s SIGTERM: the open segment is emitted."""
     command = [sys.executable, str(REPO / "stream.py"), "--threads=1", f"--model={DEMO_MODEL}"]
     command += [f"--input=pulse:{PULSE_SINK}.monitor", "--format=jsonl", "--noendpointing"]
     process = subprocess.Popen(
@@ -243,7 +247,7 @@ def test_microphone_captions_survive_ctrl_c(pulse: dict[str, str], speech: Path)
     )
     play_when_recorded(speech, pulse)
     time.sleep(1.0)  # the second of silence after the speech reaches the recogniser
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal_number)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     events = [json.loads(line) for line in stdout.splitlines()]
