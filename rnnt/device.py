@@ -41,3 +41,19 @@ def resolve_amp(amp: str, native: bool) -> str:
     if amp != "auto":
         return amp
     return "bf16" if native else "none"
+
+
+def check_lstm_amp(device: torch.device, amp: str) -> None:
+    """ValueError if the device's LSTM kernels cannot run in `amp` (resolved): oneDNN has no bf16
+    or fp16 LSTM on a CPU without AVX512, and would fail at the first step with a traceback."""
+    if amp not in AMP_DTYPES:
+        return
+    lstm = torch.nn.LSTM(4, 4, batch_first=True).to(device)
+    try:
+        with torch.autocast(device.type, dtype=AMP_DTYPES[amp]):
+            lstm(torch.zeros(1, 2, 4, device=device))[0].float().sum().backward()
+    except RuntimeError as error:
+        reason = str(error).splitlines()[0].split(". ")[0]
+        raise ValueError(
+            f"--amp={amp}: this {device.type}'s LSTM cannot run in it ({reason}); use auto or none"
+        ) from error

@@ -26,7 +26,7 @@ from rnnt.corpus import (
     training_corpus,
 )
 from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro_batches
-from rnnt.device import AMP_DTYPES, describe_device, native_bf16, resolve_amp
+from rnnt.device import AMP_DTYPES, check_lstm_amp, describe_device, native_bf16, resolve_amp
 from rnnt.distributed import Distributed, all_reduce_sum, sum_gradients
 from rnnt.evaluation import EvalResult, evaluate
 from rnnt.loss import check_loss_config, pruning_at, transducer_backward
@@ -124,6 +124,7 @@ class Trainer:
         self.model.to(self.device)
         native = native_bf16(self.device)
         self.amp = resolve_amp(self.config.train.amp, native)
+        check_lstm_amp(self.device, self.amp)
         log.info(
             "device: %s; native bf16: %s; --amp=%s: %s",
             describe_device(self.device),
@@ -388,5 +389,8 @@ def train_run(
     if resume and not trainer.resume_latest():
         raise ValueError(f"--mode=resume: no checkpoint in {trainer.models_dir}")
     state = trainer.fit()
-    log.info("finished at step %d (best dev WER %.2f%%)", state.step, 100 * state.best_wer)
+    best = (
+        f"best dev WER {100 * state.best_wer:.2f}%" if math.isfinite(state.best_wer) else "no dev evaluation"
+    )
+    log.info("finished at step %d (%s)", state.step, best)
     return state

@@ -20,7 +20,7 @@ from rnnt import checkpoint as ckpt
 from rnnt.config import RunConfig
 from rnnt.corpus import read_librispeech, write_manifest
 from rnnt.data import UtteranceDataset, collate
-from rnnt.device import native_bf16, resolve_amp
+from rnnt.device import check_lstm_amp, native_bf16, resolve_amp
 from rnnt.evaluation import evaluate
 from rnnt.loss import rnnt_loss
 from rnnt.runtimes.pytorch import TorchRuntime
@@ -171,6 +171,22 @@ def _loss(config: RunConfig, weights: dict[str, torch.Tensor]) -> float:
     with torch.no_grad():
         outputs = trainer.model(batch.features, batch.feature_lengths, batch.targets)
         return rnnt_loss(trainer.model, outputs, batch.targets, batch.target_lengths).mean().item()
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_an_amp_the_cpu_lstm_cannot_run_is_refused_before_training(amp: str) -> None:
+    """oneDNN has no bf16/fp16 LSTM on CPUs without AVX512 (this CI's): one line up front, not a
+    traceback at the first step. Where it has one, an LSTM step really runs in it."""
+    cpu = torch.device("cpu")
+    check_lstm_amp(cpu, "none")
+    try:
+        check_lstm_amp(cpu, amp)
+    except ValueError as error:
+        assert f"--amp={amp}: this cpu's LSTM cannot run in it" in str(error)
+        return
+    with torch.autocast("cpu", dtype=torch.bfloat16 if amp == "bf16" else torch.float16):
+        out, _ = torch.nn.LSTM(8, 8, batch_first=True)(torch.randn(2, 5, 8))
+    assert out.dtype != torch.float32
 
 
 @pytest.mark.parametrize("native", [True, False])
