@@ -15,6 +15,12 @@ class AudioError(Exception):
     """An audio file that cannot be used; the message names the file and the reason."""
 
 
+# ffmpeg's down-mix as `to_mono`'s: its default stereo -> mono matrix weighs each channel by
+# 1/sqrt(2), 3 dB louder than the average (and past 1.0); capping the matrix at 1 makes it the
+# average exactly (tested).
+FFMPEG_MONO = ("-rematrix_maxval", "1.0", "-ac", "1")
+
+
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """(S,) or (S, channels) -> (S,) by averaging channels."""
     return samples.mean(axis=1) if samples.ndim == 2 else samples
@@ -66,7 +72,7 @@ def _read_ffmpeg(path: Path, sample_rate: int, offset: float, duration: float | 
         raise AudioError(f"{path}: unsupported by libsndfile and ffmpeg is not installed")
     command = ["ffmpeg", "-nostdin", "-v", "error", "-ss", str(offset), "-i", str(path)]
     command += [] if duration is None else ["-t", str(duration)]
-    command += ["-f", "f32le", "-ac", "1", "-ar", str(sample_rate), "-"]
+    command += ["-f", "f32le", *FFMPEG_MONO, "-ar", str(sample_rate), "-"]
     result = subprocess.run(command, capture_output=True, check=False)
     if result.returncode != 0:
         reason = result.stderr.decode(errors="replace").strip().splitlines()

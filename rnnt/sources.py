@@ -6,8 +6,9 @@ Every source yields mono float32 pieces at the model's sample rate, as they arri
 - a URL: http(s) pages go through yt-dlp, which turns a YouTube (or any site it knows) page
   into its audio stream's address and passes direct media links through; then ffmpeg reads
   it (http, HLS, rtmp, rtsp, srt, udp: whatever ffmpeg opens).
-ffmpeg does the decoding, resampling and down-mixing (its `-ac 1 -ar RATE -f f32le` output
-is read from a pipe), so a source's format is whatever ffmpeg reads. A source that breaks
+ffmpeg does the decoding, resampling and down-mixing (its mono `-ar RATE -f f32le` output is
+read from a pipe; the down-mix is the channels' average, as `rnnt.audio`'s), so a source's
+format is whatever ffmpeg reads. A source that breaks
 off (ffmpeg exits non-zero or logs an error) raises `SourceError` after its last piece: the
 caller has had every sample before it.
 No torch: the onnx and openvino backends' deployment uses it.
@@ -25,7 +26,7 @@ from typing import IO
 
 import numpy as np
 
-from rnnt.audio import AudioError, load_audio
+from rnnt.audio import FFMPEG_MONO, AudioError, load_audio
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,17 @@ def ffmpeg_pieces(
         raise SourceError(f"{name}: ffmpeg is not installed (tools/setup_system.sh installs it)")
     command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *input_args]
     # Timestamps from the sample count: a microphone's jittery ones make the muxer complain.
-    command += ["-vn", "-af", "asetpts=N/SR/TB", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
+    command += [
+        "-vn",
+        "-af",
+        "asetpts=N/SR/TB",
+        *FFMPEG_MONO,
+        "-ar",
+        str(sample_rate),
+        "-f",
+        "f32le",
+        "pipe:1",
+    ]
     # stderr to a file, not a pipe: a long stream's messages could fill a pipe and stall ffmpeg.
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)

@@ -253,3 +253,15 @@ def test_microphone_captions_survive_a_stop_signal(
     events = [json.loads(line) for line in stdout.splitlines()]
     assert events and events[-1]["kind"] == "final", stderr  # the open segment was closed
     assert error_rates([SENTENCE], [events[-1]["text"]]).wer <= MAX_WER
+
+
+def test_ffmpeg_down_mixes_as_the_file_reader_does(tmp_path: Path) -> None:
+    """A stereo recording read through ffmpeg (`file:`, a URL, a microphone) is the channels'
+    average, as `load_audio` makes it, not ffmpeg's default 3 dB louder mix."""
+    rng = np.random.default_rng(0)
+    stereo = (0.3 * rng.standard_normal((16000, 2))).astype(np.float32)
+    stereo[:, 1] *= 0.2  # channels unlike each other
+    path = tmp_path / "stereo.wav"
+    soundfile.write(path, stereo, 16000, subtype="FLOAT")
+    through_ffmpeg = np.concatenate(list(open_source(f"file:{path}", 16000, 4000)))
+    np.testing.assert_allclose(through_ffmpeg, load_audio(path, 16000), atol=1e-6)
