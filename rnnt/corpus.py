@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,14 +74,23 @@ def _parse_manifest_line(line: str, path: Path, number: int) -> Utterance:
         entry = json.loads(line)
         audio = Path(entry["audio"])
         audio = audio if audio.is_absolute() else path.parent / audio
+        offset = float(entry.get("offset", 0.0))
         duration = entry.get("duration")
-        duration = float(duration) if duration is not None else audio_duration(audio)
+        duration = float(duration) if duration is not None else audio_duration(audio) - offset
+        text = entry["text"]
+        if not isinstance(text, str):  # str(None) would be trained on as the word "none"
+            raise DataError(f"{path}:{number}: 'text' must be a string, got {text!r}")
+        if not (math.isfinite(offset) and offset >= 0 and math.isfinite(duration) and duration > 0):
+            # soundfile counts a negative start from the file's end: other audio, silently
+            raise DataError(
+                f"{path}:{number}: needs offset >= 0 and duration > 0, got {offset} and {duration}"
+            )
         return Utterance(
             id=str(entry.get("id", f"{path.stem}-{number}")),
             audio=str(audio),
-            text=normalize(str(entry["text"])),
+            text=normalize(text),
             duration=duration,
-            offset=float(entry.get("offset", 0.0)),
+            offset=offset,
         )
     except json.JSONDecodeError as error:
         raise DataError(f"{path}:{number}: not a JSON line ({error.msg})") from error
@@ -172,12 +182,23 @@ def read_weighted_corpora(specs: str) -> list[Utterance]:
     (a deterministic prefix of it), so 0.5 takes half, 2 takes it twice."""
     merged: list[Utterance] = []
     for spec in filter(None, (s.strip() for s in specs.split(","))):
-        path, _, weight_text = spec.partition(":")
-        weight = float(weight_text) if weight_text else 1.0
+        path, weight = _weighted(spec)
         utterances = read_corpus(path)
         whole, fraction = divmod(weight, 1.0)
         merged += utterances * int(whole) + utterances[: round(fraction * len(utterances))]
     return merged
+
+
+def _weighted(spec: str) -> tuple[str, float]:
+    """`PATH[:WEIGHT]` -> (path, weight); a `:` not followed by a number belongs to the path."""
+    path, _, weight_text = spec.rpartition(":")
+    try:
+        weight = float(weight_text)
+    except ValueError:
+        return spec, 1.0
+    if not path or not math.isfinite(weight) or weight < 0:
+        raise DataError(f"{spec}: a corpus weight must be a finite number >= 0")
+    return path, weight
 
 
 def read_sentences(specs: str) -> list[str]:

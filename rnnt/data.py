@@ -137,6 +137,19 @@ def _pack_by_seconds(durations: Sequence[float], limit: float) -> list[list[int]
     return [g for g in groups if g]
 
 
+def check_ranks_fed(durations: Sequence[float], batch_seconds: float, world: int) -> None:
+    """ValueError if batches of the longest utterances would hold fewer than one per rank:
+    `BucketBatchSampler` drops those every epoch, so the long end of a corpus would never be
+    trained on."""
+    longest = max(durations, default=0.0) * (1 + BucketBatchSampler.JITTER)
+    if world > 1 and batch_seconds < world * longest:
+        raise ValueError(
+            f"--batch_seconds={batch_seconds:g} over {world} ranks: the longest utterances "
+            f"({longest:.1f} s with jitter) would not give every rank one; use at least "
+            f"{world * longest:.0f} or a lower --max_duration"
+        )
+
+
 class BucketBatchSampler:
     """Length-bucketed batches of about `batch_seconds` of audio, sharded across ranks.
 
@@ -159,6 +172,9 @@ class BucketBatchSampler:
         self.world = world
         self.epoch = 0
         self.start = 0
+        dropped = len(self.durations) - sum(len(b) for b in self.global_batches(0))
+        if dropped:
+            log.info("%d utterances of epoch 0 fall in a last batch too small for %d ranks", dropped, world)
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, epoch])

@@ -25,7 +25,7 @@ from rnnt.corpus import (
     token_density,
     training_corpus,
 )
-from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, collate_micro_batches
+from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, check_ranks_fed, collate_micro_batches
 from rnnt.device import AMP_DTYPES, check_lstm_amp, describe_device, native_bf16, resolve_amp
 from rnnt.distributed import Distributed, all_reduce_sum, sum_gradients
 from rnnt.evaluation import EvalResult, evaluate
@@ -201,6 +201,7 @@ class Trainer:
         dataset = UtteranceDataset(
             self.train_utterances, self.config.feature, self.tokenizer, self.config.augment, train.seed
         )
+        check_ranks_fed([u.duration for u in self.train_utterances], train.batch_seconds, self.dist.world)
         sampler = BucketBatchSampler(
             [u.duration for u in self.train_utterances],
             train.batch_seconds,

@@ -23,7 +23,7 @@ from rnnt.corpus import (
     read_weighted_corpora,
     token_density,
 )
-from rnnt.data import BucketBatchSampler, Example, UtteranceDataset, collate
+from rnnt.data import BucketBatchSampler, Example, UtteranceDataset, check_ranks_fed, collate
 from rnnt.features import compute_features, warp_frequencies
 from rnnt.text import normalize
 from rnnt.tokenizer import Tokenizer
@@ -95,6 +95,31 @@ def test_manifest_missing_text_names_file_and_line(tmp_path: Path) -> None:
         read_manifest(manifest)
 
 
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ({"text": None}, "'text' must be a string, got None"),  # not the word "none"
+        ({"text": ["a", "b"]}, "'text' must be a string"),
+        ({"offset": -1.5, "duration": 0.3}, "needs offset >= 0 and duration > 0, got -1.5"),  # from the end
+        ({"duration": 0}, "needs offset >= 0 and duration > 0"),
+        ({"offset": 3.0}, "needs offset >= 0 and duration > 0, got 3.0 and -1.0"),  # past the end
+    ],
+)
+def test_manifest_values_that_would_read_other_audio_or_text_are_refused(
+    tmp_path: Path, entry: dict[str, object], words: str
+) -> None:
+    write_wav(tmp_path / "a.wav", 2.0)
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"audio": "a.wav", "text": "a"} | entry])
+    with pytest.raises(DataError, match=rf"{manifest}:1: {words}"):
+        read_manifest(manifest)
+
+
+def test_manifest_offset_without_duration_counts_the_rest_of_the_file(tmp_path: Path) -> None:
+    write_wav(tmp_path / "a.wav", 2.0)
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"audio": "a.wav", "text": "a", "offset": 0.5}])
+    assert read_manifest(manifest)[0].duration == pytest.approx(1.5)
+
+
 def test_unreadable_manifest_raises_data_error(tmp_path: Path) -> None:
     path = tmp_path / "binary.jsonl"
     path.write_bytes(b"\xff\xfe\x00bad")
@@ -131,6 +156,14 @@ def test_weighted_corpora(tmp_path: Path) -> None:
     assert ids == ["a-0", "a-1", "a-2", "a-3", "a-0", "a-1", "b-0", "b-1", "b-2", "b-3"]
     with pytest.raises(DataError, match="no such manifest"):
         read_weighted_corpora(str(tmp_path / "missing.jsonl"))
+    folder = tmp_path / "with:colon"
+    folder.mkdir()
+    third = make_corpus(folder, "c")
+    assert len(read_weighted_corpora(f"{third}")) == 4  # the ':' is the path's, not a weight
+    assert len(read_weighted_corpora(f"{third}:2")) == 8
+    for weight in ("-1", "nan", "inf"):
+        with pytest.raises(DataError, match="a corpus weight must be a finite number >= 0"):
+            read_weighted_corpora(f"{first}:{weight}")
 
 
 def test_filter_utterances() -> None:
@@ -186,6 +219,14 @@ def test_sampler_ranks_together_equal_one_rank(durations: list[float], epoch: in
         assert part0 and part1
         assert not set(part0) & set(part1)
         assert sorted(part0 + part1) == expected[step]
+
+
+def test_ranks_that_the_longest_utterances_cannot_all_feed_are_refused(durations: list[float]) -> None:
+    """Their batches would be dropped every epoch (fewer utterances than ranks)."""
+    check_ranks_fed(durations, BATCH_SECONDS, world=1)
+    check_ranks_fed(durations, 2 * 16.0 * 1.1, world=2)
+    with pytest.raises(ValueError, match="over 2 ranks: the longest utterances"):
+        check_ranks_fed(durations, BATCH_SECONDS, world=2)
 
 
 def test_sampler_order_is_deterministic_per_seed_and_epoch(durations: list[float]) -> None:
