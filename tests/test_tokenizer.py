@@ -104,6 +104,9 @@ def test_garbage_bytes_are_rejected() -> None:
         ("state-of-the-art", "state of the art"),
         ("don\u2019t \u2018quote\u2019 me", "don't quote me"),
         ("`backtick`", "backtick"),
+        ("don\u00b4t, don\u02bct, don\u2032t", "don't don't don't"),  # not "don t" / "dont"
+        ("Straße, Bjørn Ødegaard, Œuvre, Æsir", "strasse bjorn odegaard oeuvre aesir"),  # not "strae"
+        ("Łódź, Þór, Ðaði", "lodz thor dadi"),
         ("'tis the season's end'", "tis the season's end"),
         ("rock 'n' roll at o'clock", "rock n roll at o'clock"),
         ("  multiple   spaces\tand\nnewlines ", "multiple spaces and newlines"),
