@@ -29,18 +29,32 @@ class ErrorRates:
 
 
 def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> ErrorRates:
-    """Total edits over total reference length (not an average of per-utterance rates)."""
+    """Total edits over total reference length (not an average of per-utterance rates). What
+    is output for an utterance with an empty reference (silence, noise) is all insertions, as
+    sclite counts it: jiwer, which aligns the others, refuses an empty reference."""
     refs = [normalize(r) for r in references]
     hyps = [normalize(h) for h in hypotheses]
     kept = [(r, h) for r, h in zip(refs, hyps, strict=True) if r]
     if not kept:
         raise ValueError("no non-empty reference transcripts to score")
+    spoken_over_silence = [h for r, h in zip(refs, hyps, strict=True) if not r and h]
+    extra_words = sum(len(h.split()) for h in spoken_over_silence)
+    extra_chars = sum(len(h) for h in spoken_over_silence)
     refs, hyps = [r for r, _ in kept], [h for _, h in kept]
     words = jiwer.process_words(refs, hyps)
     chars = jiwer.process_characters(refs, hyps)
     num_words = sum(len(r.split()) for r in refs)
+    num_chars = sum(len(r) for r in refs)
+    char_edits = chars.substitutions + chars.deletions + chars.insertions + extra_chars
+    insertions = words.insertions + extra_words
     return ErrorRates(
-        words.wer, chars.cer, len(refs), num_words, words.substitutions, words.deletions, words.insertions
+        (words.substitutions + words.deletions + insertions) / num_words,
+        char_edits / num_chars,
+        len(references),
+        num_words,
+        words.substitutions,
+        words.deletions,
+        insertions,
     )
 
 
