@@ -27,7 +27,7 @@ from rnnt.corpus import (
 )
 from rnnt.data import Batch, BucketBatchSampler, UtteranceDataset, check_ranks_fed, collate_micro_batches
 from rnnt.device import AMP_DTYPES, check_lstm_amp, describe_device, native_bf16, resolve_amp
-from rnnt.distributed import Distributed, all_reduce_sum, sum_gradients
+from rnnt.distributed import Distributed, all_reduce_sum, check_resume_world, sum_gradients
 from rnnt.evaluation import EvalResult, evaluate
 from rnnt.loss import check_loss_config, pruning_at, transducer_backward
 from rnnt.model import GlobalNorm, Transducer, count_parameters
@@ -55,6 +55,7 @@ class TrainState:
     best_wer: float = math.inf
     train_seconds: float = 0.0  # wall time spent training, summed over resumes
     audio_seconds: float = 0.0  # audio processed, summed over ranks
+    world: int = 0  # ranks that trained it (0: not recorded), for resuming mid-epoch
 
 
 def prepare_tokenizer(
@@ -136,7 +137,7 @@ class Trainer:
         self.dev_utterances = dev_corpus(self.config.data)
         self.optimizer = make_optimizer(self.model, self.config.train)
         self.schedule = LearningRateSchedule(self.config.train)
-        self.state = TrainState()
+        self.state = TrainState(world=self.dist.world)
         log.info("model: %d parameters", count_parameters(self.model))
         if self.dist.is_main:
             self._log_target_density()
@@ -184,6 +185,8 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.schedule.load_state_dict(checkpoint["schedule"])
         self.state = TrainState(**checkpoint["train_state"])
+        check_resume_world(self.state.world, self.dist, self.state.batch_in_epoch > 0, str(path))
+        self.state.world = self.dist.world
         torch.set_rng_state(checkpoint["rng"]["torch"])
         log.info("resumed from %s at step %d", path, self.state.step)
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from rnnt.config import RunConfig
 from rnnt.corpus import read_librispeech, write_manifest
 from rnnt.data import UtteranceDataset, collate
 from rnnt.device import check_lstm_amp, native_bf16, resolve_amp
+from rnnt.distributed import Distributed, check_resume_world, sum_gradients
 from rnnt.evaluation import evaluate
 from rnnt.loss import rnnt_loss
 from rnnt.runtimes.pytorch import TorchRuntime
@@ -260,3 +262,32 @@ def test_init_checkpoint_starts_from_its_weights_and_tokenizer(tmp_path: Path, t
     source_path.unlink()  # resuming the fine-tuned run needs only its own checkpoints
     resumed = _trainer(tuned_config, "tuned")
     assert resumed.resume_latest() and resumed.state.step == tuned.state.step
+
+
+def _sum_with_a_rank_missing_a_gradient(rank: int, port: int, results: Any) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+    )
+    model = torch.nn.Linear(2, 1)
+    if rank == 0:  # rank 1's share of the step had no readable audio: no gradients at all
+        model(torch.ones(1, 2)).sum().backward()
+    sum_gradients(model, Distributed(rank=rank, world=2))
+    results[rank] = [p.grad.tolist() for p in model.parameters()]  # type: ignore[union-attr]
+    torch.distributed.destroy_process_group()
+
+
+def test_summing_gradients_when_a_rank_has_none() -> None:
+    """The rank without gradients joins with zeros: both end with rank 0's, none waits forever."""
+    port = 29534
+    with torch.multiprocessing.Manager() as manager:
+        results = manager.dict()
+        torch.multiprocessing.spawn(_sum_with_a_rank_missing_a_gradient, args=(port, results), nprocs=2)
+        assert results[0] == results[1] == [[[1.0, 1.0]], [1.0]]
+
+
+def test_resuming_mid_epoch_on_another_rank_count_is_refused() -> None:
+    check_resume_world(2, Distributed(world=2), mid_epoch=True, source="a.pt")
+    check_resume_world(2, Distributed(world=4), mid_epoch=False, source="a.pt")  # an epoch boundary
+    check_resume_world(0, Distributed(world=4), mid_epoch=True, source="a.pt")  # not recorded
+    with pytest.raises(ValueError, match=r"a\.pt: saved mid-epoch by 2 ranks; resume it on 2, not 4"):
+        check_resume_world(2, Distributed(world=4), mid_epoch=True, source="a.pt")
