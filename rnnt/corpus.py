@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 TEDLIUM_IGNORED = "ignore_time_segment_in_scoring"  # STM transcript of an unscored segment
-TEDLIUM_NOISE = re.compile(r"<unk>|\{[^}]*\}|\([0-9]+\)")  # unknown-word marks, noises, alt. numbers
+# <unk>, <sil> and other marks, {NOISE}s, and parenthesised alternative numbers "(2)" and
+# utterance keys "(talk-7.00-8.00-male)" (release 1's train lines end with one).
+TEDLIUM_NOISE = re.compile(r"<[^>]*>|\{[^}]*\}|\([^)]*\)")
 TEDLIUM_CLITIC = re.compile(r" '(?=[A-Za-z])")  # TED-LIUM splits clitics: "it 's" -> "it's"
 
 
@@ -132,21 +134,23 @@ def read_tedlium(root: str | Path) -> list[Utterance]:
     utterances = []
     for stm in sorted((root / "stm").glob("*.stm")):
         for number, line in enumerate(_read_text(stm).splitlines(), start=1):
-            utterance = _stm_segment(root, stm, number, line)
+            utterance = stm_segment(root, stm, number, line)
             if utterance is not None:
                 utterances.append(utterance)
     return utterances
 
 
-def _stm_segment(root: Path, stm: Path, number: int, line: str) -> Utterance | None:
-    """One STM line `talk channel speaker start end <label> transcript`, or None if unscored."""
-    fields = line.split(maxsplit=6)
+def stm_segment(root: Path, stm: Path, number: int, line: str) -> Utterance | None:
+    """One STM line `talk channel speaker start end [<label>] transcript`, or None if unscored."""
+    fields = line.split(maxsplit=5)
     if not fields or line.startswith(";;"):
         return None
-    if len(fields) < 6:
+    if len(fields) < 5:
         raise DataError(f"{stm}:{number}: not an STM segment line")
     talk, _, _, start, end = fields[:5]
-    transcript = fields[6] if len(fields) > 6 else ""
+    transcript = fields[5] if len(fields) > 5 else ""
+    if transcript.startswith("<"):  # the optional label, e.g. <o,f0,male>
+        transcript = transcript.partition(">")[2]
     if TEDLIUM_IGNORED in transcript or not tedlium_text(transcript):
         return None
     audio = root / "sph" / f"{talk}.sph"
@@ -156,6 +160,8 @@ def _stm_segment(root: Path, stm: Path, number: int, line: str) -> Utterance | N
         offset, stop = float(start), float(end)
     except ValueError as error:
         raise DataError(f"{stm}:{number}: bad segment times ({error})") from error
+    if not 0 <= offset < stop:
+        raise DataError(f"{stm}:{number}: a segment must start at 0 or later and end after it starts")
     return Utterance(f"{talk}-{offset:.2f}", str(audio), tedlium_text(transcript), stop - offset, offset)
 
 

@@ -12,7 +12,7 @@ import pytest
 import soundfile
 
 from rnnt.audio import load_audio
-from rnnt.corpus import DataError, read_corpus
+from rnnt.corpus import DataError, read_corpus, stm_segment
 from rnnt.preparation import CLIPS_DIR, PARTIAL_SUFFIX
 
 from .conftest import REPO
@@ -150,3 +150,19 @@ def test_tedlium_without_its_audio_names_the_line(tedlium: tuple[Path, np.ndarra
     (root / "sph" / "Speaker_2010.sph").unlink()
     with pytest.raises(DataError, match=r"Speaker_2010\.stm:2: missing audio Speaker_2010\.sph"):
         read_corpus(root)
+
+
+def test_stm_lines_keep_their_words_and_lose_their_marks(tmp_path: Path) -> None:
+    """<sil> and a release-1 utterance key are not words; a line without its optional label keeps
+    its first word; a segment ending before it starts is refused."""
+    (tmp_path / "sph").mkdir()
+    (tmp_path / "sph" / "talk.sph").write_bytes(b"")  # only looked up, not read
+    stm = tmp_path / "talk.stm"
+    labelled = stm_segment(
+        tmp_path, stm, 1, "talk 1 spk 7.00 8.00 <o,f0,male> hello <sil> world (talk-7.00-8.00-male)"
+    )
+    assert labelled is not None and labelled.text == "hello world"
+    unlabelled = stm_segment(tmp_path, stm, 2, "talk 1 spk 1.00 2.50 first word kept")
+    assert unlabelled is not None and (unlabelled.text, unlabelled.duration) == ("first word kept", 1.5)
+    with pytest.raises(DataError, match=r"talk\.stm:3: a segment must start at 0 or later and end after it"):
+        stm_segment(tmp_path, stm, 3, "talk 1 spk 2.00 1.50 <o,f0,male> backwards")
