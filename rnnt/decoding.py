@@ -27,7 +27,7 @@ from rnnt.hypothesis import (
     joint_logits,
     log_softmax,
 )
-from rnnt.rescoring import check_rescoring, encode_chunk, rescore_beam
+from rnnt.rescoring import check_rescoring, ctc_log_likelihoods, encode_chunk
 
 GREEDY_LOOKAHEAD = 16  # encoder frames one greedy `join` scores ahead of the search
 
@@ -107,7 +107,52 @@ def decode_features(
     With `config.ctc_rescore_weight`, the best after re-ranking each final beam with the CTC
     head (`rnnt.rescoring`).
     """
+    return decode_views(runtime, [features], config, fusion)
+
+
+def decode_views(
+    runtime: Runtime,
+    views: Sequence[Sequence[np.ndarray]],
+    config: DecodeConfig,
+    fusion: Fusion = NO_FUSION,
+) -> list[Hypothesis]:
+    """Offline search of the same utterances seen several ways, the best of each.
+
+    `views[k][i]` is utterance i's features (T, D) in view k (evaluation's `--ensemble_warps`:
+    one VTLP warp each). Each view is searched alone, each utterance's final beams are pooled
+    (a token sequence found more than once keeps its best score, the first of equals) and the
+    highest score wins; with `config.ctc_rescore_weight`, the highest score + that weight x the
+    sequence's CTC log-likelihood averaged over the views. One view: `decode_features`.
+    """
     check_rescoring(runtime, config)
+    pools: list[dict[tuple[int, ...], Hypothesis]] = [{} for _ in views[0]]
+    ctc_views: list[list[np.ndarray]] = [[] for _ in views[0]]
+    for features in views:
+        beams, ctc_log_probs = _final_beams(runtime, features, config, fusion)
+        for pool, beam in zip(pools, beams, strict=True):
+            for hyp in beam:
+                kept = pool.setdefault(tuple(hyp.tokens), hyp)
+                if hyp.score > kept.score:
+                    pool[tuple(hyp.tokens)] = hyp
+        for so_far, log_probs in zip(ctc_views, ctc_log_probs, strict=True) if ctc_log_probs else ():
+            so_far.append(log_probs)
+    best = []
+    for pool, log_probs_views in zip(pools, ctc_views, strict=True):
+        candidates = list(pool.values())
+        totals = np.array([hyp.score for hyp in candidates])
+        if log_probs_views:
+            tokens = [hyp.tokens for hyp in candidates]
+            ctc = np.mean([ctc_log_likelihoods(log_probs, tokens) for log_probs in log_probs_views], axis=0)
+            totals = totals + config.ctc_rescore_weight * ctc
+        best.append(candidates[int(np.argmax(totals))])
+    return best
+
+
+def _final_beams(
+    runtime: Runtime, features: Sequence[np.ndarray], config: DecodeConfig, fusion: Fusion
+) -> tuple[list[list[Hypothesis]], list[np.ndarray]]:
+    """Each utterance's closed final beam and, with `config.ctc_rescore_weight`, its CTC
+    head's (T', V) log-probabilities (else no arrays)."""
     padded, lengths = _padded(runtime, features)
     state = runtime.init_encoder_state(len(features))
     encoder_out, ctc_log_probs, _ = encode_chunk(runtime, padded, state, config.ctc_rescore_weight > 0)
@@ -115,11 +160,8 @@ def decode_features(
     found = search(runtime, encoder_out, lengths, [start] * len(features), config, fusion)
     beams = [close_beam(beam, fusion, config) for beam in found]
     if ctc_log_probs is None:
-        return [beam[0] for beam in beams]
-    return [
-        rescore_beam(beam, ctc_log_probs[i, :length], config.ctc_rescore_weight)[0]
-        for i, (beam, length) in enumerate(zip(beams, lengths, strict=True))
-    ]
+        return beams, []
+    return beams, [ctc_log_probs[i, :length] for i, length in enumerate(lengths)]
 
 
 def encode_utterances(runtime: Runtime, features: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from rnnt import atomic
 from rnnt.audio import AudioError
 from rnnt.config import DecodeConfig, FeatureConfig
 from rnnt.corpus import DataError, Utterance
-from rnnt.decoding import decode_features
+from rnnt.decoding import decode_views
 from rnnt.features import compute_features
 from rnnt.fusion import NO_FUSION, Fusion
 from rnnt.hypothesis import Runtime
@@ -43,15 +44,16 @@ class EvalResult:
 def transcribe_features(
     runtime: Runtime,
     tokenizer: Tokenizer,
-    features: Sequence[np.ndarray],
+    views: Sequence[Sequence[np.ndarray]],
     config: DecodeConfig,
     fusion: Fusion = NO_FUSION,
 ) -> list[str]:
-    """Texts for whole utterances' features (each (T, D)); empty inputs give ''."""
-    usable = [i for i, f in enumerate(features) if len(f) >= runtime.time_reduction]
-    texts = [""] * len(features)
+    """Texts for whole utterances' features (`views[k][i]`: utterance i's (T, D) in view k, as
+    `decode_views` takes them); empty inputs give ''."""
+    usable = [i for i, f in enumerate(views[0]) if len(f) >= runtime.time_reduction]
+    texts = [""] * len(views[0])
     if usable:
-        hyps = decode_features(runtime, [features[i] for i in usable], config, fusion)
+        hyps = decode_views(runtime, [[view[i] for i in usable] for view in views], config, fusion)
         for i, hyp in zip(usable, hyps, strict=True):
             texts[i] = tokenizer.decode(hyp.tokens)
     return texts
@@ -65,23 +67,26 @@ def evaluate(
     decode_config: DecodeConfig,
     batch_size: int = 32,
     fusion: Fusion = NO_FUSION,
+    warps: Sequence[float] = (1.0,),
 ) -> EvalResult:
     """Decode `utterances` in duration-sorted batches and score them at corpus level.
 
+    `warps` other than (1.0,) decode an ensemble: each utterance's features at each VTLP warp
+    (`rnnt.features.mel_filterbank`) as a view of `decode_views`, len(warps) times the work.
     An unreadable file is logged, counted and scored as an empty hypothesis (all
     deletions), so a bad file cannot stop a long training run; if no file can be read,
     DataError says so.
     """
+    check_warps(warps)
     ordered = sorted(utterances, key=lambda u: u.duration)
     transcripts = []
     unreadable = 0
     for start in range(0, len(ordered), batch_size):
         batch = ordered[start : start + batch_size]
-        loaded = [_features(u, feature_config) for u in batch]
-        unreadable += sum(f is None for f in loaded)
-        empty = np.zeros((0, feature_config.feature_dim), np.float32)
-        features = [empty if f is None else f for f in loaded]
-        texts = transcribe_features(runtime, tokenizer, features, decode_config, fusion)
+        loaded = [_samples(u, feature_config) for u in batch]
+        unreadable += sum(x is None for x in loaded)
+        views = [[_features_or_empty(x, feature_config, warp) for x in loaded] for warp in warps]
+        texts = transcribe_features(runtime, tokenizer, views, decode_config, fusion)
         transcripts += [Transcript(u.id, u.text, t) for u, t in zip(batch, texts, strict=True)]
     if ordered and unreadable == len(ordered):
         raise DataError(
@@ -89,6 +94,12 @@ def evaluate(
         )
     rates = error_rates([t.reference for t in transcripts], [t.hypothesis for t in transcripts])
     return EvalResult(rates, transcripts, unreadable)
+
+
+def check_warps(warps: Sequence[float]) -> None:
+    """ValueError unless `warps` is a non-empty list of finite warps > 0 (1.0: no warp)."""
+    if not warps or not all(math.isfinite(w) and w > 0 for w in warps):
+        raise ValueError(f"ensemble warps must be one or more numbers > 0 (1.0: no warp), got {list(warps)}")
 
 
 def speaker_of(utterance_id: str) -> str:
@@ -113,11 +124,16 @@ def write_transcripts(path: str | Path, transcripts: Sequence[Transcript]) -> No
     atomic.write_text(path, "".join(line + "\n" for line in lines))
 
 
-def _features(utterance: Utterance, config: FeatureConfig) -> np.ndarray | None:
-    """The utterance's features, or None (logged) if its audio cannot be read."""
+def _samples(utterance: Utterance, config: FeatureConfig) -> np.ndarray | None:
+    """The utterance's audio, or None (logged) if it cannot be read."""
     try:
-        samples = utterance.load(config.sample_rate)
+        return utterance.load(config.sample_rate)
     except AudioError as error:
         log.warning("scored as empty: %s", error)
         return None
-    return compute_features(samples, config)
+
+
+def _features_or_empty(samples: np.ndarray | None, config: FeatureConfig, warp: float) -> np.ndarray:
+    if samples is None:
+        return np.zeros((0, config.feature_dim), np.float32)
+    return compute_features(samples, config, warp)

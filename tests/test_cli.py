@@ -134,6 +134,17 @@ def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny
         assert f"speaker {speaker}: WER" in result.stdout
     assert "speaker 9999: WER 100.00%" in result.stdout  # its audio is missing: all deletions
     written = [json.loads(line) for line in transcripts.read_text().splitlines()]
+    ensemble = _run(
+        "--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}", "--ensemble_warps=0.9,1.0,1.1"
+    )
+    assert ensemble.returncode == 0 and f"({len(lines) + 1} utterances" in ensemble.stdout, ensemble.stderr[
+        -2000:
+    ]
+    for warps in ("0.9,x", "0,1"):
+        result = _run(
+            "--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}", f"--ensemble_warps={warps}"
+        )
+        _assert_clean_failure(result, "ensemble_warps" if warps == "0.9,x" else "ensemble warps must be")
     result = _run(
         "--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}", f"--transcripts={tmp_path}"
     )

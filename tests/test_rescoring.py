@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnnt.config import BLANK_ID, DecodeConfig
-from rnnt.decoding import decode_features, encode_utterances, search
+from rnnt.decoding import decode_features, decode_views, encode_utterances, search
 from rnnt.hypothesis import Hypothesis, initial_hypothesis
 from rnnt.model import Transducer
 from rnnt.rescoring import check_rescoring, ctc_log_likelihoods, rescore_beam
@@ -117,3 +117,50 @@ def test_decoding_picks_the_best_rescored_hypothesis_of_each_beam() -> None:
         want.append(beam[int(np.argmax(totals))].tokens)
     assert got == want
     assert want != [beam[0].tokens for beam in beams]  # the rescoring changed something
+
+
+def test_an_ensemble_of_views_picks_the_best_of_the_pooled_beams() -> None:
+    """`decode_views` against an independent computation: each view's own beams, pooled per
+    utterance (a sequence keeps its best score), ranked by score + weight x the CTC
+    log-likelihood averaged over the views (torch's loss); without the weight, by score."""
+    torch.manual_seed(3)
+    model = Transducer(tiny_model_config(vocab_size=VOCAB, ctc_head=True, input_dim=8)).eval()
+    with torch.no_grad():
+        model.ctc.weight.mul_(5.0)
+        model.joint.out.weight.mul_(3.0)  # confident, so that the views' beams differ
+    runtime = TorchRuntime(model)
+    rng = np.random.default_rng(2)
+    first = [rng.standard_normal((n, 8)).astype(np.float32) for n in (30, 44, 18, 52, 36, 40, 24, 48, 33, 27)]
+    second = [f + rng.standard_normal(f.shape).astype(np.float32) for f in first]
+    plain = DecodeConfig(beam_size=4, suppress_unk=False)
+    beams, log_probs = [], []
+    for features in (first, second):
+        encoder_out, lengths = encode_utterances(runtime, features)
+        beams.append(
+            search(runtime, encoder_out, lengths, [[initial_hypothesis(runtime)]] * len(features), plain)
+        )
+        with torch.no_grad():
+            log_probs.append(
+                [
+                    model.ctc(model.encode(torch.from_numpy(f)[None])[0])[0].log_softmax(-1).double().numpy()
+                    for f in features
+                ]
+            )
+    for weight in (0.0, 3.0):
+        want = []
+        for i in range(len(first)):
+            pool: dict[tuple[int, ...], float] = {}
+            for beam in (beams[0][i], beams[1][i]):
+                for hyp in beam:
+                    pool[tuple(hyp.tokens)] = max(pool.get(tuple(hyp.tokens), -np.inf), hyp.score)
+            totals = {
+                tokens: score
+                + weight * np.mean([torch_ctc_log_likelihood(lp[i], list(tokens)) for lp in log_probs])
+                for tokens, score in pool.items()
+            }
+            want.append(list(max(totals, key=lambda tokens: totals[tokens])))
+        config = DecodeConfig(beam_size=4, suppress_unk=False, ctc_rescore_weight=weight)
+        got = [hyp.tokens for hyp in decode_views(runtime, [first, second], config)]
+        assert got == want
+        assert want != [beam[0].tokens for beam in beams[0]]  # the second view changed something
+        assert want != [beam[0].tokens for beam in beams[1]]
