@@ -47,6 +47,12 @@ class Utterance:
     text: str  # normalised transcript
     duration: float  # seconds
     offset: float = 0.0  # seconds into the file
+    speaker: str = ""  # "" for LibriSpeech-style ids, whose first `-` field is the speaker
+
+    @property
+    def speaker_id(self) -> str:
+        """Its speaker: `speaker`, else the first field of a `speaker-chapter-utterance` id."""
+        return self.speaker or self.id.split("-", 1)[0]
 
     def load(self, sample_rate: int) -> np.ndarray:
         """Its mono samples at `sample_rate` (raises `AudioError`)."""
@@ -54,8 +60,8 @@ class Utterance:
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
-    """JSONL lines {"audio", "text", "duration"?, "offset"?, "id"?}; relative audio paths
-    are resolved against the manifest's folder."""
+    """JSONL lines {"audio", "text", "duration"?, "offset"?, "id"?, "speaker"?}; relative
+    audio paths are resolved against the manifest's folder."""
     path = Path(path)
     utterances = []
     for number, line in enumerate(_read_text(path).splitlines(), start=1):
@@ -82,6 +88,9 @@ def _parse_manifest_line(line: str, path: Path, number: int) -> Utterance:
         text = entry["text"]
         if not isinstance(text, str):  # str(None) would be trained on as the word "none"
             raise DataError(f"{path}:{number}: 'text' must be a string, got {text!r}")
+        speaker = entry.get("speaker", "")
+        if not isinstance(speaker, str):
+            raise DataError(f"{path}:{number}: 'speaker' must be a string, got {speaker!r}")
         if not (math.isfinite(offset) and offset >= 0 and math.isfinite(duration) and duration > 0):
             # soundfile counts a negative start from the file's end: other audio, silently
             raise DataError(
@@ -93,6 +102,7 @@ def _parse_manifest_line(line: str, path: Path, number: int) -> Utterance:
             text=normalize(text),
             duration=duration,
             offset=offset,
+            speaker=speaker,
         )
     except json.JSONDecodeError as error:
         raise DataError(f"{path}:{number}: not a JSON line ({error.msg})") from error
@@ -162,7 +172,8 @@ def stm_segment(root: Path, stm: Path, number: int, line: str) -> Utterance | No
         raise DataError(f"{stm}:{number}: bad segment times ({error})") from error
     if not 0 <= offset < stop:
         raise DataError(f"{stm}:{number}: a segment must start at 0 or later and end after it starts")
-    return Utterance(f"{talk}-{offset:.2f}", str(audio), tedlium_text(transcript), stop - offset, offset)
+    text = tedlium_text(transcript)
+    return Utterance(f"{talk}-{offset:.2f}", str(audio), text, stop - offset, offset, speaker=talk)
 
 
 def is_tedlium(root: Path) -> bool:

@@ -32,6 +32,7 @@ class Transcript:
     id: str
     reference: str
     hypothesis: str
+    speaker: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def evaluate(
         unreadable += sum(x is None for x in loaded)
         views = [[_features_or_empty(x, feature_config, warp) for x in loaded] for warp in warps]
         texts = transcribe_features(runtime, tokenizer, views, decode_config, fusion)
-        transcripts += [Transcript(u.id, u.text, t) for u, t in zip(batch, texts, strict=True)]
+        transcripts += [Transcript(u.id, u.text, t, u.speaker_id) for u, t in zip(batch, texts, strict=True)]
     if ordered and unreadable == len(ordered):
         raise DataError(
             f"none of the {unreadable} utterances' audio could be read (first: {ordered[0].audio})"
@@ -102,16 +103,11 @@ def check_warps(warps: Sequence[float]) -> None:
         raise ValueError(f"ensemble warps must be one or more numbers > 0 (1.0: no warp), got {list(warps)}")
 
 
-def speaker_of(utterance_id: str) -> str:
-    """The speaker of a LibriSpeech-style id, `speaker-chapter-utterance`: its first field."""
-    return utterance_id.split("-", 1)[0]
-
-
 def rates_by_speaker(transcripts: Sequence[Transcript]) -> dict[str, ErrorRates]:
-    """Corpus-level rates of each speaker's utterances, by speaker id."""
+    """Corpus-level rates of each speaker's utterances, by speaker id (`Utterance.speaker_id`)."""
     by_speaker: dict[str, list[Transcript]] = defaultdict(list)
     for transcript in transcripts:
-        by_speaker[speaker_of(transcript.id)].append(transcript)
+        by_speaker[transcript.speaker].append(transcript)
     return {
         speaker: error_rates([t.reference for t in group], [t.hypothesis for t in group])
         for speaker, group in sorted(by_speaker.items())

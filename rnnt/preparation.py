@@ -54,6 +54,7 @@ class Clip:
     source: Path  # the MP3
     destination: Path  # its FLAC
     text: str
+    speaker: str = ""  # Common Voice's client_id: one per contributor
 
 
 def common_voice_clips(cv_dir: Path, split: str, output_dir: Path) -> tuple[list[Clip], int]:
@@ -78,6 +79,7 @@ def common_voice_clips(cv_dir: Path, split: str, output_dir: Path) -> tuple[list
                 cv_dir / CLIPS_DIR / row["path"],
                 output_dir / CLIPS_DIR / f"{name}{FLAC_SUFFIX}",
                 row["sentence"],
+                row.get("client_id") or "",
             )
         )
     return clips, no_text
@@ -131,7 +133,13 @@ def prepare_common_voice(
             continue
         relative = clip.destination.relative_to(output_dir)
         utterances.append(
-            Utterance(clip.destination.stem, str(relative), clip.text, audio_duration(clip.destination))
+            Utterance(
+                clip.destination.stem,
+                str(relative),
+                clip.text,
+                audio_duration(clip.destination),
+                speaker=clip.speaker,
+            )
         )
     for failure in report.failed[:REPORTED_FAILURES]:
         log.warning("skipped %s", failure)

@@ -112,7 +112,7 @@ def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny
     utterances = read_librispeech(tiny_corpus / "dev")
     lines = [{"id": u.id, "audio": u.audio, "text": u.text, "duration": u.duration} for u in utterances]
     missing = [
-        {**line, "id": f"9999-1-{i}", "audio": str(tmp_path / f"gone{i}.flac")}
+        {**line, "id": f"9999-1-{i}", "audio": str(tmp_path / f"gone{i}.flac"), "speaker": "absent"}
         for i, line in enumerate(lines)
     ]
     manifest = tmp_path / "eval.jsonl"
@@ -132,7 +132,8 @@ def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny
     assert re.search(r"; sub \d+\.\d\d% del \d+\.\d\d% ins \d+\.\d\d%\)", result.stdout)
     for speaker in {u.id.split("-")[0] for u in utterances}:
         assert f"speaker {speaker}: WER" in result.stdout
-    assert "speaker 9999: WER 100.00%" in result.stdout  # its audio is missing: all deletions
+    # The manifest's speaker field, not the id's first field; its audio is missing: all deletions.
+    assert "speaker absent: WER 100.00%" in result.stdout and "speaker 9999" not in result.stdout
     written = [json.loads(line) for line in transcripts.read_text().splitlines()]
     ensemble = _run(
         "--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}", "--ensemble_warps=0.9,1.0,1.1"

@@ -65,12 +65,20 @@ def test_manifest_resolves_relative_paths_and_reads_durations(tmp_path: Path) ->
         [
             {"audio": "clips/a.wav", "text": "Hello, World!"},
             "",
-            {"audio": str(absolute), "text": "it's", "duration": 9.0, "offset": 0.5, "id": "x"},
+            {
+                "audio": str(absolute),
+                "text": "it's",
+                "duration": 9.0,
+                "offset": 0.5,
+                "id": "x-1",
+                "speaker": "s",
+            },
         ],
     )
     first, second = read_manifest(manifest)
     assert first == Utterance("train-1", str(tmp_path / "data" / "clips" / "a.wav"), "hello world", 0.75)
-    assert second == Utterance("x", str(absolute), "it's", 9.0, 0.5)
+    assert second == Utterance("x-1", str(absolute), "it's", 9.0, 0.5, speaker="s")
+    assert (first.speaker_id, second.speaker_id) == ("train", "s")  # the id's first field, else its own
 
 
 def test_manifest_bad_json_names_file_and_line(tmp_path: Path) -> None:
@@ -100,6 +108,7 @@ def test_manifest_missing_text_names_file_and_line(tmp_path: Path) -> None:
     [
         ({"text": None}, "'text' must be a string, got None"),  # not the word "none"
         ({"text": ["a", "b"]}, "'text' must be a string"),
+        ({"speaker": 7}, "'speaker' must be a string, got 7"),
         ({"offset": -1.5, "duration": 0.3}, "needs offset >= 0 and duration > 0, got -1.5"),  # from the end
         ({"duration": 0}, "needs offset >= 0 and duration > 0"),
         ({"offset": 3.0}, "needs offset >= 0 and duration > 0, got 3.0 and -1.0"),  # past the end

@@ -66,6 +66,7 @@ def test_common_voice_clips_become_16k_mono_flac_with_a_manifest(cv_dir: Path, t
         SENTENCES[1].lower()[:-1],
         "it's a lovely day",
     ]
+    assert [u.speaker_id for u in utterances] == ["speaker0", "speaker1", "speaker2"]  # client_id
     for i, utterance in enumerate(utterances):
         info = soundfile.info(utterance.audio)
         assert (info.samplerate, info.channels, info.format) == (RATE, 1, "FLAC")
@@ -139,6 +140,7 @@ def test_tedlium_segments_are_read_in_place(tedlium: tuple[Path, np.ndarray]) ->
         "the rain in spain stays mainly in the plain",
         "it's a lovely day",
     ]
+    assert {u.speaker for u in utterances} == {"Speaker_2010"}  # the talk, whatever its name holds
     for utterance in utterances:
         start = round(utterance.offset * RATE)
         expected = talk[start : start + round(utterance.duration * RATE)]
