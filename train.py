@@ -2,7 +2,7 @@
 
 python train.py --flagfile=flagfiles/demo.txt                 # train from scratch
 python train.py --flagfile=flagfiles/demo.txt --mode=resume   # continue the latest checkpoint
-python train.py --mode=eval --checkpoint=PATH [--eval_set=...] [--ensemble_warps=0.92,1.0,1.08]
+python train.py --mode=eval --checkpoint=PATH [--eval_set=...] [--ensemble_speeds=0.9,1.0,1.1]
 python train.py --flagfile=flagfiles/E6D2.txt --mode=summary
 torchrun --nproc_per_node=2 train.py --flagfile=...           # data parallel (gloo on CPU)
 """
@@ -21,7 +21,7 @@ from rnnt import cli
 from rnnt.config import RunConfig, model_config_for_summary
 from rnnt.corpus import read_corpus
 from rnnt.distributed import Distributed
-from rnnt.evaluation import check_warps, evaluate, rates_by_speaker, write_transcripts
+from rnnt.evaluation import View, evaluate, rates_by_speaker, write_transcripts
 from rnnt.flags import decode_config_from_flags, fusion_from_flags, run_config_from_flags, write_flagfile
 from rnnt.model import Transducer, count_parameters
 from rnnt.runtimes.pytorch import TorchRuntime
@@ -32,11 +32,15 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "resume", "eval", "summary"
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "", "checkpoint for --mode=eval")
 _EVAL_SET = flags.DEFINE_string("eval_set", "", "manifest or LibriSpeech dir for --mode=eval (default: test)")
 _PER_SPEAKER = flags.DEFINE_bool("per_speaker", False, "--mode=eval also prints each speaker's WER/CER")
-_ENSEMBLE_WARPS = flags.DEFINE_list(
-    "ensemble_warps",
+_ENSEMBLE_SPEEDS = flags.DEFINE_list(
+    "ensemble_speeds",
     ["1.0"],
-    "--mode=eval: decode each utterance at these VTLP warps and keep the best of the pooled beams "
-    "(e.g. 0.88,0.92,0.96,1.0,1.04,1.08,1.12: 7x the search; README, 'An ensemble of warps')",
+    "--mode=eval: decode each utterance played at each of these speeds (and --ensemble_warps), "
+    "keeping the best of the pooled beams (e.g. 0.85,0.9,0.95,1.0,1.05,1.1,1.15: 7x the search; "
+    "README, 'An ensemble')",
+)
+_ENSEMBLE_WARPS = flags.DEFINE_list(
+    "ensemble_warps", ["1.0"], "--mode=eval: ... and at each of these VTLP warps (see --ensemble_speeds)"
 )
 _TRANSCRIPTS = flags.DEFINE_string("transcripts", "", "--mode=eval writes id/reference/hypothesis JSONL here")
 
@@ -61,7 +65,7 @@ def main(argv: list[str]) -> None:
 def run_eval(config: RunConfig) -> None:
     if not _CHECKPOINT.value:
         raise ValueError("--mode=eval needs --checkpoint=PATH")
-    warps = _warps(_ENSEMBLE_WARPS.value)
+    views = [View(speed, warp) for speed in _numbers(_ENSEMBLE_SPEEDS) for warp in _numbers(_ENSEMBLE_WARPS)]
     bundle = ckpt.load_bundle(_CHECKPOINT.value)
     corpus = _EVAL_SET.value or config.data.test_manifest
     if not corpus:
@@ -71,7 +75,7 @@ def run_eval(config: RunConfig) -> None:
     decode = decode_config_from_flags(bundle.decode)  # the checkpoint's, as stream.py decodes
     fusion = fusion_from_flags(bundle.tokenizer, decode)
     result = evaluate(
-        runtime, bundle.features, bundle.tokenizer, utterances, decode, fusion=fusion, warps=warps
+        runtime, bundle.features, bundle.tokenizer, utterances, decode, fusion=fusion, views=views
     )
     rates = result.rates
     unreadable = f", {result.unreadable} unreadable scored as empty" if result.unreadable else ""
@@ -99,13 +103,13 @@ def run_eval(config: RunConfig) -> None:
         write_transcripts(_TRANSCRIPTS.value, result.transcripts)
 
 
-def _warps(values: list[str]) -> list[float]:
+def _numbers(flag: flags.FlagHolder[list[str]]) -> list[float]:
+    if not flag.value:
+        raise ValueError(f"--{flag.name}: needs at least one number (1.0: unchanged)")
     try:
-        warps = [float(value) for value in values]
+        return [float(value) for value in flag.value]
     except ValueError:
-        raise ValueError(f"--ensemble_warps: not a list of numbers: {','.join(values)!r}") from None
-    check_warps(warps)
-    return warps
+        raise ValueError(f"--{flag.name}: not a list of numbers: {','.join(flag.value)!r}") from None
 
 
 def train(config: RunConfig, resume: bool) -> None:

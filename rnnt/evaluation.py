@@ -15,6 +15,7 @@ import numpy as np
 
 from rnnt import atomic
 from rnnt.audio import AudioError
+from rnnt.augment import change_speed
 from rnnt.config import DecodeConfig, FeatureConfig
 from rnnt.corpus import DataError, Utterance
 from rnnt.decoding import decode_views
@@ -36,6 +37,25 @@ class Transcript:
 
 
 @dataclass(frozen=True)
+class View:
+    """One way of hearing an utterance in an ensemble (`rnnt.decoding.decode_views`): played
+    `speed` times faster (training's speed perturbation, `rnnt.augment.change_speed`), its mel
+    filterbank warped by `warp` (training's VTLP, `rnnt.features.mel_filterbank`)."""
+
+    speed: float = 1.0
+    warp: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not all(math.isfinite(x) and x > 0 for x in (self.speed, self.warp)):
+            raise ValueError(
+                f"an ensemble's speeds and warps must be numbers > 0 (1.0: unchanged), got {self}"
+            )
+
+
+ONE_VIEW = (View(),)
+
+
+@dataclass(frozen=True)
 class EvalResult:
     rates: ErrorRates
     transcripts: list[Transcript]
@@ -51,7 +71,7 @@ def transcribe_features(
 ) -> list[str]:
     """Texts for whole utterances' features (`views[k][i]`: utterance i's (T, D) in view k, as
     `decode_views` takes them); empty inputs give ''."""
-    usable = [i for i, f in enumerate(views[0]) if len(f) >= runtime.time_reduction]
+    usable = [i for i in range(len(views[0])) if min(len(v[i]) for v in views) >= runtime.time_reduction]
     texts = [""] * len(views[0])
     if usable:
         hyps = decode_views(runtime, [[view[i] for i in usable] for view in views], config, fusion)
@@ -68,17 +88,16 @@ def evaluate(
     decode_config: DecodeConfig,
     batch_size: int = 32,
     fusion: Fusion = NO_FUSION,
-    warps: Sequence[float] = (1.0,),
+    views: Sequence[View] = ONE_VIEW,
 ) -> EvalResult:
     """Decode `utterances` in duration-sorted batches and score them at corpus level.
 
-    `warps` other than (1.0,) decode an ensemble: each utterance's features at each VTLP warp
-    (`rnnt.features.mel_filterbank`) as a view of `decode_views`, len(warps) times the work.
+    More than one of `views` decodes an ensemble (`rnnt.decoding.decode_views`): each
+    utterance heard each way, len(views) times the search.
     An unreadable file is logged, counted and scored as an empty hypothesis (all
     deletions), so a bad file cannot stop a long training run; if no file can be read,
     DataError says so.
     """
-    check_warps(warps)
     ordered = sorted(utterances, key=lambda u: u.duration)
     transcripts = []
     unreadable = 0
@@ -86,8 +105,8 @@ def evaluate(
         batch = ordered[start : start + batch_size]
         loaded = [_samples(u, feature_config) for u in batch]
         unreadable += sum(x is None for x in loaded)
-        views = [[_features_or_empty(x, feature_config, warp) for x in loaded] for warp in warps]
-        texts = transcribe_features(runtime, tokenizer, views, decode_config, fusion)
+        features = [[_view_features(x, feature_config, view) for x in loaded] for view in views]
+        texts = transcribe_features(runtime, tokenizer, features, decode_config, fusion)
         transcripts += [Transcript(u.id, u.text, t, u.speaker_id) for u, t in zip(batch, texts, strict=True)]
     if ordered and unreadable == len(ordered):
         raise DataError(
@@ -95,12 +114,6 @@ def evaluate(
         )
     rates = error_rates([t.reference for t in transcripts], [t.hypothesis for t in transcripts])
     return EvalResult(rates, transcripts, unreadable)
-
-
-def check_warps(warps: Sequence[float]) -> None:
-    """ValueError unless `warps` is a non-empty list of finite warps > 0 (1.0: no warp)."""
-    if not warps or not all(math.isfinite(w) and w > 0 for w in warps):
-        raise ValueError(f"ensemble warps must be one or more numbers > 0 (1.0: no warp), got {list(warps)}")
 
 
 def rates_by_speaker(transcripts: Sequence[Transcript]) -> dict[str, ErrorRates]:
@@ -129,7 +142,7 @@ def _samples(utterance: Utterance, config: FeatureConfig) -> np.ndarray | None:
         return None
 
 
-def _features_or_empty(samples: np.ndarray | None, config: FeatureConfig, warp: float) -> np.ndarray:
+def _view_features(samples: np.ndarray | None, config: FeatureConfig, view: View) -> np.ndarray:
     if samples is None:
         return np.zeros((0, config.feature_dim), np.float32)
-    return compute_features(samples, config, warp)
+    return compute_features(change_speed(samples, view.speed), config, view.warp)

@@ -136,16 +136,22 @@ def test_refuses_to_overwrite_a_run_and_bad_eval_checkpoint(tmp_path: Path, tiny
     assert "speaker absent: WER 100.00%" in result.stdout and "speaker 9999" not in result.stdout
     written = [json.loads(line) for line in transcripts.read_text().splitlines()]
     ensemble = _run(
-        "--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}", "--ensemble_warps=0.9,1.0,1.1"
+        "--mode=eval",
+        f"--checkpoint={checkpoint}",
+        f"--eval_set={manifest}",
+        "--ensemble_speeds=0.9,1.1",
+        "--ensemble_warps=0.95,1.0",
     )
     assert ensemble.returncode == 0 and f"({len(lines) + 1} utterances" in ensemble.stdout, ensemble.stderr[
         -2000:
     ]
-    for warps in ("0.9,x", "0,1"):
-        result = _run(
-            "--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}", f"--ensemble_warps={warps}"
-        )
-        _assert_clean_failure(result, "ensemble_warps" if warps == "0.9,x" else "ensemble warps must be")
+    for flag, words in [
+        ("--ensemble_speeds=0.9,x", "--ensemble_speeds: not a list of numbers: '0.9,x'"),
+        ("--ensemble_warps=0,1", "speeds and warps must be numbers > 0"),
+        ("--ensemble_speeds=", "--ensemble_speeds: needs at least one number"),
+    ]:
+        result = _run("--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}", flag)
+        _assert_clean_failure(result, words)
     result = _run(
         "--mode=eval", f"--checkpoint={checkpoint}", f"--eval_set={manifest}", f"--transcripts={tmp_path}"
     )

@@ -164,3 +164,15 @@ def test_an_ensemble_of_views_picks_the_best_of_the_pooled_beams() -> None:
         assert got == want
         assert want != [beam[0].tokens for beam in beams[0]]  # the second view changed something
         assert want != [beam[0].tokens for beam in beams[1]]
+
+
+def test_one_view_twice_is_the_single_decoding() -> None:
+    torch.manual_seed(3)
+    model = Transducer(tiny_model_config(vocab_size=VOCAB, ctc_head=True, input_dim=8)).eval()
+    runtime = TorchRuntime(model)
+    rng = np.random.default_rng(0)
+    features = [rng.standard_normal((n, 8)).astype(np.float32) for n in (30, 44, 18, 52)]
+    config = DecodeConfig(beam_size=4, suppress_unk=False, ctc_rescore_weight=0.7)
+    single = decode_features(runtime, features, config)
+    twice = decode_views(runtime, [features, features], config)
+    assert [(h.tokens, h.score) for h in twice] == [(h.tokens, h.score) for h in single]
