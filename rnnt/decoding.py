@@ -118,11 +118,12 @@ def decode_views(
 ) -> list[Hypothesis]:
     """Offline search of the same utterances seen several ways, the best of each.
 
-    `views[k][i]` is utterance i's features (T, D) in view k (evaluation's `--ensemble_warps`:
-    one VTLP warp each). Each view is searched alone, each utterance's final beams are pooled
-    (a token sequence found more than once keeps its best score, the first of equals) and the
-    highest score wins; with `config.ctc_rescore_weight`, the highest score + that weight x the
-    sequence's CTC log-likelihood averaged over the views. One view: `decode_features`.
+    `views[k][i]` is utterance i's features (T, D) in view k (evaluation's ensembles: the audio
+    at one speed and VTLP warp each, `rnnt.evaluation.View`). Each view is searched alone, each
+    utterance's final beams are pooled (a token sequence found more than once keeps its best
+    score, the first of equals) and the highest score wins; with `config.ctc_rescore_weight`,
+    the highest score + that weight x the sequence's CTC log-likelihood averaged over the views.
+    One view: `decode_features`.
     """
     check_rescoring(runtime, config)
     pools: list[dict[tuple[int, ...], Hypothesis]] = [{} for _ in views[0]]

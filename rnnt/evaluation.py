@@ -70,7 +70,7 @@ def transcribe_features(
     fusion: Fusion = NO_FUSION,
 ) -> list[str]:
     """Texts for whole utterances' features (`views[k][i]`: utterance i's (T, D) in view k, as
-    `decode_views` takes them); empty inputs give ''."""
+    `decode_views` takes them); an utterance too short in any view gives ''."""
     usable = [i for i in range(len(views[0])) if min(len(v[i]) for v in views) >= runtime.time_reduction]
     texts = [""] * len(views[0])
     if usable:
@@ -128,7 +128,7 @@ def rates_by_speaker(transcripts: Sequence[Transcript]) -> dict[str, ErrorRates]
 
 
 def write_transcripts(path: str | Path, transcripts: Sequence[Transcript]) -> None:
-    """One JSON line per utterance: id, reference, hypothesis."""
+    """One JSON line per utterance: id, reference, hypothesis, speaker."""
     lines = [json.dumps(dataclasses.asdict(t)) for t in transcripts]
     atomic.write_text(path, "".join(line + "\n" for line in lines))
 
