@@ -27,7 +27,7 @@ from rnnt.hypothesis import (
     joint_logits,
     log_softmax,
 )
-from rnnt.rescoring import check_rescoring, ctc_log_likelihoods, encode_chunk
+from rnnt.rescoring import check_rescoring, encode_chunk, rescore_beam
 
 GREEDY_LOOKAHEAD = 16  # encoder frames one greedy `join` scores ahead of the search
 
@@ -126,26 +126,21 @@ def decode_views(
     One view: `decode_features`.
     """
     check_rescoring(runtime, config)
-    pools: list[dict[tuple[int, ...], Hypothesis]] = [{} for _ in views[0]]
-    ctc_views: list[list[np.ndarray]] = [[] for _ in views[0]]
-    for features in views:
-        beams, ctc_log_probs = _final_beams(runtime, features, config, fusion)
-        for pool, beam in zip(pools, beams, strict=True):
-            for hyp in beam:
-                kept = pool.setdefault(tuple(hyp.tokens), hyp)
-                if hyp.score > kept.score:
-                    pool[tuple(hyp.tokens)] = hyp
-        for so_far, log_probs in zip(ctc_views, ctc_log_probs, strict=True) if ctc_log_probs else ():
-            so_far.append(log_probs)
+    searched = [_final_beams(runtime, features, config, fusion) for features in views]
     best = []
-    for pool, log_probs_views in zip(pools, ctc_views, strict=True):
+    for i in range(len(views[0])):
+        pool: dict[tuple[int, ...], Hypothesis] = {}
+        for beams, _ in searched:
+            for hyp in beams[i]:
+                key = tuple(hyp.tokens)
+                if key not in pool or hyp.score > pool[key].score:
+                    pool[key] = hyp
         candidates = list(pool.values())
-        totals = np.array([hyp.score for hyp in candidates])
-        if log_probs_views:
-            tokens = [hyp.tokens for hyp in candidates]
-            ctc = np.mean([ctc_log_likelihoods(log_probs, tokens) for log_probs in log_probs_views], axis=0)
-            totals = totals + config.ctc_rescore_weight * ctc
-        best.append(candidates[int(np.argmax(totals))])
+        if config.ctc_rescore_weight > 0:
+            log_probs = [view_log_probs[i] for _, view_log_probs in searched]
+            best.append(rescore_beam(candidates, log_probs, config.ctc_rescore_weight)[0])
+        else:
+            best.append(max(candidates, key=lambda hyp: hyp.score))
     return best
 
 

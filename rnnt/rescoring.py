@@ -55,11 +55,15 @@ def ctc_log_likelihoods(log_probs: np.ndarray, sequences: Sequence[Sequence[int]
     return np.logaddexp(last_blank, last_token)
 
 
-def rescore_beam(beam: Sequence[Hypothesis], log_probs: np.ndarray, weight: float) -> list[Hypothesis]:
-    """The beam re-ranked by score + `weight` * CTC log-likelihood over `log_probs` (T', V),
-    the frames the hypotheses were decoded from; ties keep the beam's order. Scores are not
+def rescore_beam(
+    beam: Sequence[Hypothesis], log_probs: Sequence[np.ndarray], weight: float
+) -> list[Hypothesis]:
+    """The beam re-ranked by score + `weight` * CTC log-likelihood averaged over `log_probs`,
+    one (T', V) array per view of the audio the hypotheses were decoded from (one but for an
+    ensemble, `rnnt.decoding.decode_views`); ties keep the beam's order. Scores are not
     changed: the transducer's stays what a resumed search continues from."""
-    ctc = ctc_log_likelihoods(log_probs, [hyp.tokens for hyp in beam])
+    tokens = [hyp.tokens for hyp in beam]
+    ctc = np.mean([ctc_log_likelihoods(view, tokens) for view in log_probs], axis=0)
     totals = [
         hyp.score + weight * float(log_likelihood) for hyp, log_likelihood in zip(beam, ctc, strict=True)
     ]

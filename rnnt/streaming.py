@@ -237,7 +237,7 @@ class StreamingRecognizer:
         self.beam = close_beam(self.beam, self.fusion, self.decode)
         if self._segment_ctc:
             frames = np.concatenate(self._segment_ctc)
-            self.beam = rescore_beam(self.beam, frames, self.decode.ctc_rescore_weight)
+            self.beam = rescore_beam(self.beam, [frames], self.decode.ctc_rescore_weight)
             self._segment_ctc = []
         events = [self._event(FINAL)] if self.text() else []
         self.segment += len(events)

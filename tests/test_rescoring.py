@@ -75,8 +75,8 @@ def test_rescore_beam_reranks_by_the_weighted_sum() -> None:
     log_probs = np.log(np.full((2, VOCAB), 1e-3))
     log_probs[0, 2] = log_probs[1, BLANK_ID] = np.log(1 - (VOCAB - 1) * 1e-3)
     beam = [hypothesis([3], -1.0, 2), hypothesis([2], -2.0, 2), hypothesis([], -3.0, 2)]
-    assert rescore_beam(beam, log_probs, 0.0) == beam
-    reranked = rescore_beam(beam, log_probs, 0.5)
+    assert rescore_beam(beam, [log_probs], 0.0) == beam
+    reranked = rescore_beam(beam, [log_probs], 0.5)
     assert [h.tokens for h in reranked] == [[2], [3], []]
     assert [h.score for h in reranked] == [-2.0, -1.0, -3.0]  # scores themselves unchanged
 

@@ -166,9 +166,10 @@ def test_batched_streams_with_ctc_rescoring_equal_separate_streams(
     ]
     rescored_frames = []
 
-    def spy(beam: list[Hypothesis], log_probs: np.ndarray, weight: float) -> list[Hypothesis]:
-        assert all(hyp.num_frames == len(log_probs) for hyp in beam)
-        rescored_frames.append(len(log_probs))
+    def spy(beam: list[Hypothesis], log_probs: list[np.ndarray], weight: float) -> list[Hypothesis]:
+        (segment,) = log_probs  # one view: the segment's frames
+        assert all(hyp.num_frames == len(segment) for hyp in beam)
+        rescored_frames.append(len(segment))
         return rescore_beam(beam, log_probs, weight)
 
     monkeypatch.setattr("rnnt.streaming.rescore_beam", spy)
