@@ -157,11 +157,12 @@ def stm_segment(root: Path, stm: Path, number: int, line: str) -> Utterance | No
         return None
     if len(fields) < 5:
         raise DataError(f"{stm}:{number}: not an STM segment line")
-    talk, _, _, start, end = fields[:5]
+    talk, _, speaker, start, end = fields[:5]
     transcript = fields[5] if len(fields) > 5 else ""
     if transcript.startswith("<"):  # the optional label, e.g. <o,f0,male>
         transcript = transcript.partition(">")[2]
-    if TEDLIUM_IGNORED in transcript or not tedlium_text(transcript):
+    text = tedlium_text(transcript)
+    if TEDLIUM_IGNORED in transcript or not text:
         return None
     audio = root / "sph" / f"{talk}.sph"
     if not audio.is_file():
@@ -172,8 +173,7 @@ def stm_segment(root: Path, stm: Path, number: int, line: str) -> Utterance | No
         raise DataError(f"{stm}:{number}: bad segment times ({error})") from error
     if not 0 <= offset < stop:
         raise DataError(f"{stm}:{number}: a segment must start at 0 or later and end after it starts")
-    text = tedlium_text(transcript)
-    return Utterance(f"{talk}-{offset:.2f}", str(audio), text, stop - offset, offset, speaker=talk)
+    return Utterance(f"{talk}-{offset:.2f}", str(audio), text, stop - offset, offset, speaker=speaker)
 
 
 def is_tedlium(root: Path) -> bool:

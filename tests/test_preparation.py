@@ -140,7 +140,7 @@ def test_tedlium_segments_are_read_in_place(tedlium: tuple[Path, np.ndarray]) ->
         "the rain in spain stays mainly in the plain",
         "it's a lovely day",
     ]
-    assert {u.speaker for u in utterances} == {"Speaker_2010"}  # the talk, whatever its name holds
+    assert {u.speaker for u in utterances} == {"Speaker_2010"}  # the STM's speaker field, whatever it holds
     for utterance in utterances:
         start = round(utterance.offset * RATE)
         expected = talk[start : start + round(utterance.duration * RATE)]
@@ -164,6 +164,7 @@ def test_stm_lines_keep_their_words_and_lose_their_marks(tmp_path: Path) -> None
         tmp_path, stm, 1, "talk 1 spk 7.00 8.00 <o,f0,male> hello <sil> world (talk-7.00-8.00-male)"
     )
     assert labelled is not None and labelled.text == "hello world"
+    assert labelled.speaker_id == "spk"  # the line's speaker field, not the talk
     unlabelled = stm_segment(tmp_path, stm, 2, "talk 1 spk 1.00 2.50 first word kept")
     assert unlabelled is not None and (unlabelled.text, unlabelled.duration) == ("first word kept", 1.5)
     with pytest.raises(DataError, match=r"talk\.stm:3: a segment must start at 0 or later and end after it"):
